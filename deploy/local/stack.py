@@ -357,6 +357,10 @@ transaction.state.log.num.partitions=1
 share.coordinator.state.topic.replication.factor=1
 share.coordinator.state.topic.min.isr=1
 group.initial.rebalance.delay.ms=0
+# After a kill -9 the restarted broker cannot re-register until its old session expires
+# (default 9 s); shorter session => `stop --hard` + `start` is ready in ~5 s instead of ~13 s.
+broker.heartbeat.interval.ms=1000
+broker.session.timeout.ms=4500
 auto.create.topics.enable=false
 delete.topic.enable=true
 num.network.threads=2
