@@ -1,0 +1,5 @@
+import sys
+
+from consumer.app import main
+
+sys.exit(main())

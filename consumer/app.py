@@ -1,0 +1,57 @@
+"""`imagegate-worker` / `python -m consumer`: configure, load the model, run until SIGTERM."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+
+from consumer import logs, metrics
+from consumer.config import ConfigError, Settings, load_settings
+from consumer.policy import Policy
+
+log = logging.getLogger("imagegate")
+
+
+def load_predictor(settings: Settings):
+    """The model is imported lazily so `--help` and config errors stay fast."""
+    import model
+
+    return model.load(settings.model_path, settings.device)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if args and args[0] in ("-h", "--help"):
+        print("usage: imagegate-worker\n\nConfigured by IMAGEGATE_* environment variables (see README: Configuration).")
+        return 0
+    try:
+        settings = load_settings()
+    except ConfigError as e:
+        print(str(e), file=sys.stderr)
+        return 2
+    logs.setup(settings.log_level)
+    health = metrics.Health(settings.stall_after_s)
+    server = metrics.serve(health, settings.metrics_host, settings.metrics_port)
+    log.info("ops endpoint listening", extra={"port": server.server_port})
+    try:
+        policy = Policy.from_file(settings.policy_file, settings.default_policy)
+        predictor = load_predictor(settings)
+    except (ValueError, OSError, RuntimeError) as e:
+        log.error("cannot start", extra={"error": str(e)})
+        return 2
+    log.info("model loaded", extra={"model": predictor.name, "version": predictor.version, "device": str(predictor.device)})
+
+    from consumer.worker import Worker  # imports torch-heavy modules after config is known good
+
+    worker = Worker(settings, predictor, policy, health)
+
+    def on_signal(signum, _frame):
+        log.info("signal received, stopping", extra={"signal": signal.Signals(signum).name})
+        worker.stop()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    worker.run()
+    server.shutdown()
+    return 0

@@ -1,0 +1,166 @@
+"""All worker configuration, validated in one place at start-up.
+
+Sources, later wins: defaults < TOML file named by `IMAGEGATE_CONFIG` < `IMAGEGATE_*`
+environment variables. Any librdkafka property passes through unchanged as
+`IMAGEGATE_KAFKA__<property>` (e.g. `IMAGEGATE_KAFKA__security.protocol=SASL_SSL`), so
+SASL/SSL and tuning need no code change.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+KAFKA_PASSTHROUGH_PREFIX = "IMAGEGATE_KAFKA__"
+DEFAULT_POLICY_FILE = Path(__file__).parent / "policies" / "default.json"
+
+
+class ConfigError(ValueError):
+    """Configuration is invalid; the message lists every problem."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="IMAGEGATE_", extra="ignore", validate_default=True)
+
+    # Kafka
+    kafka_bootstrap: str = Field("127.0.0.1:9092", min_length=1)
+    kafka: dict[str, str] = Field(default_factory=dict, description="librdkafka properties passed through")
+    group_id: str = "imagegate"
+    topic_in: str = "image_uploaded"
+    topic_out: str = "image_scored"
+    topic_dlq: str = "image_uploaded.dlq"
+    topic_partitions: int = Field(4, ge=1, description="partition count used when creating topics")
+    consume_batch: int = Field(200, ge=1, le=10_000)
+    consume_timeout_s: float = Field(0.1, gt=0)
+    event_max_bytes: int = Field(1 << 20, ge=1024)
+    source: str = Field("imagegate-worker", description="CloudEvents ce_source of produced events")
+
+    # Redis cache
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    cache_ttl_s: int = Field(30 * 24 * 3600, ge=1)
+    redis_timeout_s: float = Field(0.25, gt=0)
+    redis_retry_after_s: float = Field(2.0, ge=0, description="after a Redis error, skip the cache this long")
+
+    # Model
+    model_path: Path | None = None
+    device: str = "auto"
+    torch_threads: int | None = Field(None, ge=1)
+
+    # Dynamic batching (names as in Triton's dynamic batcher)
+    max_batch_size: int = Field(32, ge=1, le=4096)
+    max_batch_delay_ms: float = Field(10.0, ge=0)
+
+    # Flow control
+    max_in_flight: int = Field(512, ge=1, description="events consumed but not yet acknowledged; above it partitions pause")
+    fetch_concurrency: int = Field(16, ge=1, le=1024)
+    decode_queue_size: int = Field(128, ge=1)
+
+    # Fetch
+    fetch_timeout_s: float = Field(10.0, gt=0, description="whole-transfer deadline")
+    fetch_connect_timeout_s: float = Field(3.0, gt=0)
+    fetch_max_bytes: int = Field(25 << 20, ge=1024)
+    fetch_retries: int = Field(3, ge=0, le=20, description="retries of transient fetch errors")
+    fetch_backoff_ms: float = Field(200.0, ge=0, description="base of full-jitter exponential backoff")
+    fetch_max_redirects: int = Field(3, ge=0, le=20)
+    allowed_schemes: list[str] = Field(default_factory=lambda: ["https", "http"])
+    allow_networks: list[str] = Field(
+        default_factory=list, description="CIDRs exempt from the SSRF block (e.g. 127.0.0.0/8 for local tests)"
+    )
+    file_root: Path | None = Field(None, description="root for file:// URLs; file:// is refused when unset")
+    user_agent: str = "imagegate/0.1 (+image quality checks)"
+
+    # Decode
+    max_pixels: int = Field(80_000_000, ge=1)
+    allowed_formats: list[str] = Field(default_factory=lambda: ["JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "MPO"])
+
+    # Policy
+    policy_file: Path = DEFAULT_POLICY_FILE
+    default_policy: str = "default"
+
+    # Reliability
+    processing_retries: int = Field(2, ge=0, le=10, description="retries of unexpected stage errors before DLQ")
+    revoke_timeout_s: float = Field(10.0, ge=0)
+    shutdown_timeout_s: float = Field(30.0, ge=0)
+
+    # Operations
+    metrics_host: str = "0.0.0.0"
+    metrics_port: int = Field(9400, ge=0, le=65535, description="0 picks a free port")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    stall_after_s: float = Field(30.0, gt=0, description="/healthz fails when the loop made no progress this long")
+
+    @field_validator("allowed_schemes")
+    @classmethod
+    def _schemes(cls, v: list[str]) -> list[str]:
+        v = [s.lower() for s in v]
+        bad = sorted(set(v) - {"http", "https", "file"})
+        if bad:
+            raise ValueError(f"unsupported schemes {bad}; choose from http, https, file")
+        return v
+
+    @field_validator("allow_networks")
+    @classmethod
+    def _networks(cls, v: list[str]) -> list[str]:
+        for cidr in v:
+            ipaddress.ip_network(cidr, strict=False)  # raises ValueError with the bad value
+        return v
+
+    @field_validator("allowed_formats")
+    @classmethod
+    def _formats(cls, v: list[str]) -> list[str]:
+        return [f.upper() for f in v]
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "Settings":
+        if "file" in self.allowed_schemes and self.file_root is None:
+            raise ValueError("allowed_schemes contains 'file' but file_root is not set")
+        if self.file_root is not None and not self.file_root.is_dir():
+            raise ValueError(f"file_root {self.file_root} is not a directory")
+        if not self.policy_file.is_file():
+            raise ValueError(f"policy_file {self.policy_file} does not exist")
+        if len({self.topic_in, self.topic_out, self.topic_dlq}) != 3:
+            raise ValueError("topic_in, topic_out and topic_dlq must differ")
+        return self
+
+    def kafka_common(self) -> dict[str, Any]:
+        """librdkafka settings shared by consumer, producer and admin clients."""
+        conf: dict[str, Any] = {"bootstrap.servers": self.kafka_bootstrap}
+        conf.update(self.kafka)
+        return conf
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build Settings from file + environment (+ explicit overrides for tests and CLIs).
+
+    Raises ConfigError listing every invalid setting with the variable that sets it.
+    """
+    env = os.environ
+    values: dict[str, Any] = {}
+    cfg_file = env.get("IMAGEGATE_CONFIG")
+    if cfg_file:
+        try:
+            values.update(tomllib.loads(Path(cfg_file).read_text()))
+        except (OSError, tomllib.TOMLDecodeError) as e:
+            raise ConfigError(f"IMAGEGATE_CONFIG={cfg_file}: {e}") from None
+    # pydantic-settings ranks init values above the environment; drop file values the env sets.
+    for k in env:
+        if k.startswith("IMAGEGATE_") and not k.startswith(KAFKA_PASSTHROUGH_PREFIX):
+            values.pop(k[len("IMAGEGATE_"):].lower(), None)
+    passthrough = {k[len(KAFKA_PASSTHROUGH_PREFIX):]: v for k, v in env.items() if k.startswith(KAFKA_PASSTHROUGH_PREFIX)}
+    if passthrough:
+        values["kafka"] = {**values.get("kafka", {}), **passthrough}
+    values.update(overrides)
+    try:
+        return Settings(**values)
+    except ValidationError as e:
+        lines = []
+        for err in e.errors(include_url=False):
+            field = ".".join(str(p) for p in err["loc"]) or "settings"
+            var = f"IMAGEGATE_{str(err['loc'][0]).upper()}" if err["loc"] else "IMAGEGATE_*"
+            lines.append(f"  {field} ({var}): {err['msg']}")
+        raise ConfigError("invalid imagegate configuration:\n" + "\n".join(lines)) from None

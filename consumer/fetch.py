@@ -1,0 +1,205 @@
+"""Fetch image bytes from seller-chosen URLs, safely.
+
+Sellers choose these URLs, so every request goes through an SSRF guard: only allowed
+schemes; the host is resolved once and every address must be public (no private,
+loopback, link-local, multicast, reserved or cloud-metadata addresses) unless a CIDR
+allow-list exempts it; the connection goes to the address that was checked (no second
+DNS lookup that a rebinding attack could change); redirects are followed by hand and
+re-checked at every hop. Sizes and times are bounded. `file://` is confined to a root.
+
+Transient failures (connection refused/reset, timeouts, 429, 5xx) are retried with
+full-jitter exponential backoff; what is left is a seller-side `fetch_failed`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import random
+import socket
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import unquote, urljoin, urlsplit
+
+import urllib3
+from urllib3.exceptions import HTTPError as Urllib3Error
+
+from consumer.events import ReasonCode
+
+_METADATA = {ipaddress.ip_address("169.254.169.254"), ipaddress.ip_address("fd00:ec2::254"), ipaddress.ip_address("100.100.100.200")}
+_REDIRECTS = {301, 302, 303, 307, 308}
+_CHUNK = 64 * 1024
+
+
+class FetchError(Exception):
+    """The image could not be fetched. `code` is the reason code for the verdict."""
+
+    def __init__(self, message: str, *, transient: bool = False, code: ReasonCode = ReasonCode.FETCH_FAILED):
+        super().__init__(message)
+        self.transient = transient
+        self.code = code
+
+
+class BlockedURL(FetchError):
+    """Refused by policy (scheme, address, file root). Never retried."""
+
+
+@dataclass(frozen=True)
+class FetchLimits:
+    allowed_schemes: tuple[str, ...] = ("https", "http")
+    allow_networks: tuple[str, ...] = ()
+    file_root: Path | None = None
+    timeout_s: float = 10.0
+    connect_timeout_s: float = 3.0
+    max_bytes: int = 25 << 20
+    max_redirects: int = 3
+    retries: int = 3
+    backoff_ms: float = 200.0
+    user_agent: str = "imagegate"
+
+
+@dataclass(frozen=True)
+class Fetched:
+    data: bytes
+    url: str  # final URL after redirects
+    attempts: int
+
+
+class Fetcher:
+    """Thread-safe; one instance serves all fetch threads."""
+
+    def __init__(self, limits: FetchLimits, on_retry=None):
+        self.limits = limits
+        self._allow = [ipaddress.ip_network(c, strict=False) for c in limits.allow_networks]
+        self._root = limits.file_root.resolve() if limits.file_root else None
+        self._on_retry = on_retry  # callback(reason: str) for metrics
+
+    # -- public -----------------------------------------------------------------
+    def fetch(self, url: str) -> Fetched:
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return Fetched(*self._fetch_once(url), attempts=attempt)
+            except FetchError as e:
+                if not e.transient or attempt > self.limits.retries:
+                    if e.transient:
+                        raise FetchError(f"{e} (gave up after {attempt} attempts)", transient=True, code=e.code) from None
+                    raise
+                if self._on_retry:
+                    self._on_retry("fetch")
+                # Full jitter: spreads retries of many images failing at once on one origin.
+                time.sleep(random.uniform(0, self.limits.backoff_ms * (2 ** (attempt - 1))) / 1000.0)
+
+    def check_address(self, ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> None:
+        if any(ip in net for net in self._allow):
+            return
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
+            ip = ip.ipv4_mapped
+        if ip in _METADATA:
+            raise BlockedURL(f"address {ip} is a cloud metadata endpoint")
+        if ip.is_loopback or ip.is_private or ip.is_link_local or ip.is_multicast or ip.is_reserved or ip.is_unspecified:
+            raise BlockedURL(f"address {ip} is not public (private, loopback, link-local, multicast or reserved)")
+
+    # -- internals ----------------------------------------------------------------
+    def _fetch_once(self, url: str) -> tuple[bytes, str]:
+        deadline = time.monotonic() + self.limits.timeout_s
+        for _hop in range(self.limits.max_redirects + 1):
+            parts = urlsplit(url)
+            scheme = parts.scheme.lower()
+            if scheme not in self.limits.allowed_schemes:
+                raise BlockedURL(f"url scheme {scheme!r} is not allowed (allowed: {', '.join(self.limits.allowed_schemes)})")
+            if scheme == "file":
+                return self._read_file(parts.path), url
+            data, location = self._http_get(parts, deadline)
+            if location is None:
+                return data, url
+            url = urljoin(url, location)
+        raise FetchError(f"more than {self.limits.max_redirects} redirects")
+
+    def _resolve(self, host: str, port: int) -> str:
+        try:
+            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except socket.gaierror as e:
+            raise FetchError(f"cannot resolve host {host!r}: {e.strerror}", transient=e.errno == socket.EAI_AGAIN) from None
+        addrs = [ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos]
+        for ip in addrs:  # every address must pass: an attacker controls which one we would get
+            self.check_address(ip)
+        return str(addrs[0])
+
+    def _http_get(self, parts, deadline: float) -> tuple[bytes, str | None]:
+        host = parts.hostname
+        if not host:
+            raise BlockedURL("url has no host")
+        try:
+            port = parts.port or (443 if parts.scheme == "https" else 80)
+        except ValueError:
+            raise BlockedURL("url has an invalid port") from None
+        ip = self._resolve(host, port)
+        remaining = max(0.05, deadline - time.monotonic())
+        timeout = urllib3.Timeout(connect=min(self.limits.connect_timeout_s, remaining), read=remaining)
+        if parts.scheme == "https":
+            pool = urllib3.HTTPSConnectionPool(ip, port, timeout=timeout, retries=False, maxsize=1,
+                                               server_hostname=host, assert_hostname=host, cert_reqs="CERT_REQUIRED")
+        else:
+            pool = urllib3.HTTPConnectionPool(ip, port, timeout=timeout, retries=False, maxsize=1)
+        path = parts.path or "/"
+        if parts.query:
+            path += "?" + parts.query
+        host_header = host if parts.port is None else f"{host}:{parts.port}"
+        try:
+            resp = pool.urlopen("GET", path, headers={"Host": host_header, "User-Agent": self.limits.user_agent, "Accept": "image/*"},
+                                redirect=False, retries=False, preload_content=False, decode_content=True)
+            try:
+                if resp.status in _REDIRECTS:
+                    location = resp.headers.get("Location")
+                    if not location:
+                        raise FetchError(f"HTTP {resp.status} redirect without Location")
+                    return b"", location
+                if resp.status == 429 or resp.status >= 500:
+                    raise FetchError(f"HTTP {resp.status} from {host}", transient=True)
+                if resp.status != 200:
+                    raise FetchError(f"HTTP {resp.status} from {host}")
+                declared = resp.headers.get("Content-Length")
+                if declared and declared.isdigit() and int(declared) > self.limits.max_bytes:
+                    raise FetchError(f"image is {int(declared)} bytes, limit is {self.limits.max_bytes}", code=ReasonCode.TOO_LARGE)
+                chunks, total = [], 0
+                while True:
+                    if time.monotonic() > deadline:
+                        raise FetchError(f"download took longer than {self.limits.timeout_s:g}s", transient=True)
+                    chunk = resp.read(_CHUNK)
+                    if not chunk:
+                        break
+                    total += len(chunk)
+                    if total > self.limits.max_bytes:
+                        raise FetchError(f"image is over the {self.limits.max_bytes}-byte limit", code=ReasonCode.TOO_LARGE)
+                    chunks.append(chunk)
+                return b"".join(chunks), None
+            finally:
+                resp.release_conn()
+                resp.close()
+        except FetchError:
+            raise
+        except (Urllib3Error, OSError) as e:
+            raise FetchError(f"cannot fetch from {host}: {type(e).__name__}: {e}", transient=True) from None
+        finally:
+            pool.close()
+
+    def _read_file(self, url_path: str) -> bytes:
+        if self._root is None:
+            raise BlockedURL("file:// URLs are not enabled (no file_root configured)")
+        rel = unquote(url_path)
+        candidate = Path(rel) if os.path.isabs(rel) else self._root / rel
+        try:
+            real = candidate.resolve(strict=True)  # follows symlinks: an escape is caught below
+        except (OSError, RuntimeError):
+            raise FetchError(f"file not found: {rel}") from None
+        if real != self._root and self._root not in real.parents:
+            raise BlockedURL(f"file {rel} is outside the allowed root")
+        if not real.is_file():
+            raise FetchError(f"not a regular file: {rel}")
+        size = real.stat().st_size
+        if size > self.limits.max_bytes:
+            raise FetchError(f"image is {size} bytes, limit is {self.limits.max_bytes}", code=ReasonCode.TOO_LARGE)
+        return real.read_bytes()
