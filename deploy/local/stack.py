@@ -213,6 +213,13 @@ def _signal_group(pid: int, sig: int) -> None:
         pass
 
 
+def _kill_and_reap(pid: int, bound: float = 10.0) -> None:
+    _signal_group(pid, signal.SIGKILL)
+    deadline = time.monotonic() + bound
+    while time.monotonic() < deadline and (alive(pid) or _group_alive(pid)):
+        time.sleep(0.05)
+
+
 def _group_alive(pgid: int) -> bool:
     for p in Path("/proc").iterdir():
         if not p.name.isdigit():
@@ -404,12 +411,39 @@ def _kafka_format(libs: Path, props: Path) -> None:
     say(f"kafka: formatted {d / 'data'} (cluster id {cid})")
 
 
+def _raw_metadata_brokers(port: int, timeout: float) -> int:
+    """Send a Metadata v4 request (all topics) over a raw socket and return the number of
+    brokers in the answer. Used when confluent_kafka is not importable (no venv).
+    v4 is the oldest Metadata version Kafka 4.x still accepts (KIP-896)."""
+    import struct
+
+    client = b"imagegate-stack"
+    header = struct.pack(">hhih", 3, 4, 7, len(client)) + client  # api_key, version, corr id, client id
+    body = struct.pack(">ib", -1, 0)  # topics=null (all), allow_auto_topic_creation=false
+    req = header + body
+    with socket.create_connection((HOST, port), timeout=timeout) as s:
+        s.settimeout(timeout)
+        s.sendall(struct.pack(">i", len(req)) + req)
+        buf = b""
+        while len(buf) < 16:
+            chunk = s.recv(4096)
+            if not chunk:
+                raise OSError("connection closed")
+            buf += chunk
+    _size, corr, _throttle, nbrokers = struct.unpack(">iiii", buf[:16])
+    if corr != 7:
+        raise OSError(f"unexpected correlation id {corr}")
+    return nbrokers
+
+
 def _kafka_metadata_ok(timeout: float) -> tuple[bool, str]:
     try:
         from confluent_kafka.admin import AdminClient  # type: ignore
     except Exception:
-        # No venv: fall back to the listener accepting connections.
-        return port_open(ports()["kafka"]), "tcp"
+        try:
+            return _raw_metadata_brokers(ports()["kafka"], timeout) > 0, "metadata (raw socket)"
+        except (OSError, ValueError) as e:
+            return False, f"metadata (raw socket: {e})"
     try:
         admin = AdminClient({"bootstrap.servers": address("kafka"), "log_level": 0,
                              "logger": _NullLogger()})
@@ -465,7 +499,7 @@ def start_kafka() -> None:
                 say(f"kafka: ready at {address('kafka')} (pid {pid}, {how}) in {time.monotonic() - t0:.1f}s")
                 return
         time.sleep(0.25)
-    _signal_group(pid, signal.SIGKILL)
+    _kill_and_reap(pid)
     pid_file("kafka").unlink(missing_ok=True)
     raise StackError(f"kafka: not ready after {START_TIMEOUT:.0f}s (log line seen: {started}; "
                      f"last check: {how or 'n/a'}); killed pid {pid}.\n--- {log}\n{tail(log)}\n"
@@ -513,7 +547,7 @@ def start_redis() -> None:
             say(f"redis: ready at {address('redis')} (pid {pid}) in {time.monotonic() - t0:.1f}s")
             return
         time.sleep(0.05)
-    _signal_group(pid, signal.SIGKILL)
+    _kill_and_reap(pid)
     pid_file("redis").unlink(missing_ok=True)
     raise StackError(f"redis: no PING answer after {deadline - t0:.0f}s; killed pid {pid}.\n--- {log}\n{tail(log)}")
 
