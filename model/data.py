@@ -1,0 +1,129 @@
+"""Datasets, the fixed validation split, preprocessing and the feature cache.
+
+Preprocessing lives here (not in the predictor) so training, evaluation and
+inference all go through the very same function.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+CACHE_DIR = Path(__file__).resolve().parent / ".cache"
+BIQ_SUBDIR = "biq2021-ss03-train"
+VAL_FRACTION = 0.15
+SPLIT_SEED = 20211  # fixed: the validation split must never move between runs
+
+# EfficientNet-Lite was trained on inputs scaled to [-1, 1] ((x*255 - 127) / 128).
+MEAN: tuple[float, float, float] = (127.0 / 255, 127.0 / 255, 127.0 / 255)
+STD: tuple[float, float, float] = (128.0 / 255, 128.0 / 255, 128.0 / 255)
+
+
+def datasets_dir(override: str | os.PathLike | None = None) -> Path:
+    """CLI flag > env ``IMAGEGATE_DATASETS_DIR`` > ``../shared/datasets`` next to the repo."""
+    if override:
+        return Path(override)
+    env = os.environ.get("IMAGEGATE_DATASETS_DIR")
+    if env:
+        return Path(env)
+    return (REPO_ROOT / ".." / "shared" / "datasets").resolve()
+
+
+def preprocess_image(img: Image.Image, size: int, mean: Sequence[float] = MEAN, std: Sequence[float] = STD) -> torch.Tensor:
+    """RGB PIL image of any size -> float32 [3, size, size], normalised.
+
+    Policy: resize the *whole* image to size x size with PIL's antialiased
+    bicubic filter (aspect ratio is not kept).  Why: cropping would hide
+    overlays/borders and defects at the edges, padding would add fake borders;
+    a mild aspect change barely affects quality cues.  At 512 px most BIQ2021
+    photos (512x512) pass through untouched, so blur and noise stay visible.
+    Pure and deterministic; safe to call from many threads.
+    """
+    if img.mode != "RGB":
+        img = img.convert("RGB")
+    if img.size != (size, size):
+        img = img.resize((size, size), Image.BICUBIC)
+    arr = np.asarray(img, dtype=np.float32) / 255.0
+    t = torch.from_numpy(arr.copy()).permute(2, 0, 1)
+    m = torch.tensor(mean, dtype=torch.float32).view(3, 1, 1)
+    s = torch.tensor(std, dtype=torch.float32).view(3, 1, 1)
+    return ((t - m) / s).contiguous()
+
+
+def load_biq(root: str | os.PathLike | None = None) -> tuple[list[Path], np.ndarray]:
+    """BIQ2021 subset-03 images (sorted by name) and MOS in 0..1."""
+    base = datasets_dir(root) / BIQ_SUBDIR
+    csv_path = base / "mos.csv"
+    if not csv_path.exists():
+        raise FileNotFoundError(
+            f"BIQ2021 not found at {base} (set --datasets-dir or IMAGEGATE_DATASETS_DIR; see model/MODEL_CARD.md)"
+        )
+    with open(csv_path, newline="") as fh:
+        rows = sorted((r["image"], float(r["mos"])) for r in csv.DictReader(fh))
+    paths = [base / "images" / name for name, _ in rows]
+    return paths, np.array([m for _, m in rows], dtype=np.float32)
+
+
+def biq_split(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Fixed train/val indices (15 % validation, seed SPLIT_SEED) over sorted names."""
+    rng = np.random.default_rng(SPLIT_SEED)
+    perm = rng.permutation(n)
+    n_val = int(round(VAL_FRACTION * n))
+    return np.sort(perm[n_val:]), np.sort(perm[:n_val])
+
+
+def _key(parts: Sequence[str]) -> str:
+    return hashlib.sha1("\n".join(parts).encode()).hexdigest()[:12]
+
+
+@torch.inference_mode()
+def extract_features(
+    net: torch.nn.Module,
+    loaders: Sequence[Callable[[], Image.Image]],
+    size: int,
+    batch_size: int = 16,
+    device: torch.device | str = "cpu",
+    progress: str | None = None,
+) -> np.ndarray:
+    """Run ``net.features`` over images given as zero-arg loaders -> float32 [N, D]."""
+    from tqdm import tqdm
+
+    device = torch.device(device)
+    out = []
+    it = range(0, len(loaders), batch_size)
+    for i in tqdm(it, desc=progress, disable=progress is None, mininterval=30):
+        x = torch.stack([preprocess_image(f(), size) for f in loaders[i : i + batch_size]])
+        x = x.to(device).contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            f = net.features(x)
+        out.append(f.float().cpu().numpy())
+    return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
+
+
+def cached_features(
+    name: str,
+    ids: Sequence[str],
+    net: torch.nn.Module,
+    loaders: Sequence[Callable[[], Image.Image]],
+    size: int,
+    tag: str,
+    device: torch.device | str = "cpu",
+) -> np.ndarray:
+    """Features for ``ids``, computed once and kept under ``model/.cache/`` (gitignored)."""
+    CACHE_DIR.mkdir(parents=True, exist_ok=True)
+    path = CACHE_DIR / f"{name}-{tag}-{size}-{_key(list(ids))}.npy"
+    if path.exists():
+        return np.load(path)
+    feats = extract_features(net, loaders, size, device=device, progress=name)
+    tmp = path.with_suffix(".tmp.npy")
+    np.save(tmp, feats)
+    os.replace(tmp, path)
+    return feats

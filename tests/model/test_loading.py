@@ -1,0 +1,59 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+import model
+from model.testing import write_random_model
+
+
+def test_shipped_file_loads(shipped: model.Predictor) -> None:
+    assert model.DEFAULT_WEIGHTS.is_file()
+    assert model.DEFAULT_WEIGHTS.stat().st_size < 20 * 1024 * 1024
+    assert shipped.name == "imagegate-quality"
+    assert shipped.version.count(".") == 2
+    assert shipped.heads == ("quality", "blur", "noise", "compression", "underexposure", "overexposure", "overlay")
+    assert shipped.input_size == 512
+    assert shipped.device == torch.device("cpu")
+
+
+def test_missing_file_names_path(tmp_path: Path) -> None:
+    p = tmp_path / "nope.pt"
+    with pytest.raises(model.ModelLoadError, match="nope.pt"):
+        model.load(p)
+
+
+@pytest.mark.parametrize("payload", [b"", b"not a torch file at all", b"PK\x03\x04garbage"])
+def test_corrupt_file_names_path(tmp_path: Path, payload: bytes) -> None:
+    p = tmp_path / "corrupt.pt"
+    p.write_bytes(payload)
+    with pytest.raises(model.ModelLoadError, match="corrupt.pt"):
+        model.load(p)
+
+
+def test_wrong_format_and_truncated(tmp_path: Path) -> None:
+    p = tmp_path / "other.pt"
+    torch.save({"format": "something-else", "state_dict": {}}, p)
+    with pytest.raises(model.ModelLoadError, match="other.pt"):
+        model.load(p)
+    good = write_random_model(tmp_path / "trunc.pt")
+    good.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    with pytest.raises(model.ModelLoadError, match="trunc.pt"):
+        model.load(good)
+
+
+def test_random_plumbing_model(tmp_path: Path) -> None:
+    from PIL import Image
+
+    p = write_random_model(tmp_path / "random.pt", input_size=64)
+    m = model.load(p, device="cpu")
+    assert m.name == "random-plumbing-only"
+    assert m.input_size == 64
+    x = torch.stack([m.preprocess(Image.new("RGB", (90 + i, 40), (i * 40, 80, 120))) for i in range(5)])
+    out = m.predict(x)
+    assert set(out) == set(m.heads)
+    for h, v in out.items():
+        assert v.shape == (5,) and v.dtype == torch.float32 and v.device.type == "cpu"
+        assert torch.all((v >= 0) & (v <= (100 if h == "quality" else 1)))

@@ -1,0 +1,60 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import model
+from model import distortions as D
+
+
+def test_preprocess_shape_dtype_deterministic(shipped: model.Predictor) -> None:
+    S = shipped.input_size
+    for img in (Image.new("RGB", (640, 480), (10, 200, 30)), Image.new("L", (33, 901), 128),
+                Image.new("RGBA", (512, 512), (1, 2, 3, 4))):
+        t = shipped.preprocess(img)
+        assert t.shape == (3, S, S) and t.dtype == torch.float32
+        assert torch.equal(t, shipped.preprocess(img))
+    rgb = Image.fromarray(np.random.default_rng(0).integers(0, 256, (300, 200, 3), dtype=np.uint8))
+    t = shipped.preprocess(rgb)
+    assert -1.1 < float(t.min()) and float(t.max()) < 1.1  # [-1, 1] normalisation of Lite0
+
+
+def test_batch_equals_singles(shipped: model.Predictor, clean_photo: Image.Image) -> None:
+    rng = np.random.default_rng(1)
+    imgs = [clean_photo, D.noise(clean_photo, 2, rng), D.gaussian_blur(clean_photo, 2, rng),
+            clean_photo.resize((300, 200))]
+    batch = torch.stack([shipped.preprocess(i) for i in imgs])
+    together = shipped.predict(batch)
+    for i in range(len(imgs)):
+        alone = shipped.predict(batch[i : i + 1])
+        for h in shipped.heads:
+            tol = 0.05 if h == "quality" else 1e-3
+            assert abs(float(together[h][i]) - float(alone[h][0])) <= tol, h
+    again = shipped.predict(batch)
+    for h in shipped.heads:
+        assert torch.equal(again[h], together[h])  # deterministic on CPU
+        v = together[h]
+        assert v.shape == (len(imgs),) and v.dtype == torch.float32 and v.device.type == "cpu"
+        assert torch.all((v >= 0) & (v <= (100 if h == "quality" else 1)))
+
+
+HEAD_CASES = [("blur", "gaussian_blur"), ("blur", "motion_blur"), ("noise", "noise"), ("compression", "jpeg"),
+              ("underexposure", "underexposure"), ("overexposure", "overexposure"), ("overlay", "overlay")]
+
+
+@pytest.fixture(scope="module")
+def pair_predictions(shipped: model.Predictor, clean_photo: Image.Image) -> dict[str, dict[str, float]]:
+    imgs = {"clean": clean_photo}
+    for _, dist in HEAD_CASES:
+        imgs[dist] = D.apply(clean_photo, [(dist, 3)], seed=7)
+    out = shipped.predict(torch.stack([shipped.preprocess(i) for i in imgs.values()]))
+    return {k: {h: float(out[h][j]) for h in shipped.heads} for j, k in enumerate(imgs)}
+
+
+@pytest.mark.parametrize("head,dist", HEAD_CASES)
+def test_head_moves_right_way(pair_predictions: dict[str, dict[str, float]], head: str, dist: str) -> None:
+    clean, bad = pair_predictions["clean"], pair_predictions[dist]
+    assert bad[head] > clean[head] + 0.2, (head, clean[head], bad[head])
+    assert bad["quality"] < clean["quality"], (dist, clean["quality"], bad["quality"])
