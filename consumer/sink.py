@@ -84,7 +84,7 @@ class Sink:
             (events.DLQ_HEADER_FAILED_AT, events.now_utc().isoformat().encode()),
             (events.DLQ_HEADER_ATTEMPTS, str(item.attempts + 1).encode()),
         ]
-        key = item.event.image_id.encode() if item.event else None
+        key = item.msg_key if item.msg_key is not None else (item.event.image_id.encode() if item.event else None)
         log.warning("event sent to DLQ", extra={"stage": stage, "error": error, "topic": item.topic,
                                                   "partition": item.partition, "offset": item.offset,
                                                   "event_id": item.event.event_id if item.event else None})

@@ -17,6 +17,7 @@ class WorkItem:
     offset: int
     value: bytes | None
     headers: list[tuple[str, bytes]]
+    msg_key: bytes | None = None
     consumed_at: float = field(default_factory=time.monotonic)
     event: ImageUploaded | None = None
     sha256: str | None = None
@@ -26,15 +27,19 @@ class WorkItem:
     attempts: int = 0
     enqueued_at: float = 0.0
 
-    @property
-    def key(self) -> tuple[str, int]:
-        return (self.topic, self.partition)
-
     def traceparent(self) -> bytes | None:
         for k, v in self.headers:
             if k == "traceparent":
                 return v
         return None
+
+
+def merge_signals(measured: dict[str, float] | None, outputs: dict[str, Any], i: int) -> dict[str, float]:
+    """Measured signals + the model's outputs for row i: what the policy judges and the cache keeps."""
+    signals = dict(measured or {})
+    signals.update({k: float(v[i]) for k, v in outputs.items()})
+    # Rounded once, here: the event, the cache and `imagegate score` then carry identical values.
+    return {k: round(v, 6) for k, v in signals.items()}
 
 
 def build_scored(item: WorkItem, verdict: Verdict, model: ModelRef, signals: dict[str, float], sha256: str | None, cached: bool) -> dict[str, Any]:
@@ -54,7 +59,7 @@ def build_scored(item: WorkItem, verdict: Verdict, model: ModelRef, signals: dic
         score=verdict.score,
         decision=verdict.decision,
         reasons=verdict.reasons,
-        signals={k: round(float(v), 6) for k, v in signals.items()},
+        signals=signals,
         model=model,
         policy=verdict.policy,
         cached=cached,

@@ -35,7 +35,7 @@ from consumer.fetch import Fetcher, FetchError, FetchLimits
 from consumer.offsets import OffsetTracker
 from consumer.policy import Policy, Verdict
 from consumer.sink import Sink
-from consumer.work import WorkItem, build_scored
+from consumer.work import WorkItem, build_scored, merge_signals
 
 log = logging.getLogger("imagegate.worker")
 
@@ -123,7 +123,12 @@ class Worker:
                 self._flow_control()
                 msgs = self.consumer.consume(num_messages=s.consume_batch, timeout=s.consume_timeout_s)
                 for msg in msgs:
-                    self._accept(msg)
+                    try:
+                        self._accept(msg)
+                    except Exception as e:  # never let one message take the loop down
+                        log.exception("unexpected error accepting message")
+                        self.sink.dead_letter(WorkItem(msg.topic(), msg.partition(), msg.offset(), msg.value(),
+                                                       [], msg.key()), "consume", f"{type(e).__name__}: {e}")
         finally:
             self._shutdown()
 
@@ -156,7 +161,7 @@ class Worker:
             return
         metrics.EVENTS_CONSUMED.inc()
         self.health.broker_ok = True
-        item = WorkItem(msg.topic(), msg.partition(), msg.offset(), msg.value(), list(msg.headers() or []))
+        item = WorkItem(msg.topic(), msg.partition(), msg.offset(), msg.value(), list(msg.headers() or []), msg.key())
         self.tracker.start(item.topic, item.partition, item.offset)
         metrics.IN_FLIGHT.set(self.tracker.in_flight())
         try:
@@ -391,8 +396,7 @@ class Worker:
                 self._infer([it])
             return
         for i, it in enumerate(batch):
-            signals = dict(it.signals or {})
-            signals.update({k: float(v[i]) for k, v in outputs.items()})
+            signals = merge_signals(it.signals, outputs, i)
             content = {"content_sha256": it.sha256, "signals": signals, "model": self.model_ref.model_dump()}
             it.tensor = None
             try:

@@ -15,43 +15,12 @@ from pathlib import Path
 
 import pytest
 
+from tests.harness import Stack, _gone
+
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
 STACK = REPO / "deploy" / "local" / "stack"
-
-
-def _gone(pid: int) -> bool:
-    """True when the pid no longer names a live process (a zombie awaiting reaping by
-    init counts as gone: it holds no memory, ports or files)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True
-    return stat.rsplit(")", 1)[1].split()[0] in ("Z", "X")
-
-
-class Stack:
-    def __init__(self, root: Path):
-        self.root = root
-        self.env = dict(os.environ, IMAGEGATE_STACK_DIR=str(root))
-
-    def run(self, *args: str, check: bool = True, timeout: float = 180) -> subprocess.CompletedProcess:
-        r = subprocess.run([str(STACK), *args], env=self.env, capture_output=True, text=True,
-                           timeout=timeout)
-        if check and r.returncode != 0:
-            raise AssertionError(f"stack {' '.join(args)} -> rc {r.returncode}\n"
-                                 f"stdout:\n{r.stdout}\nstderr:\n{r.stderr}")
-        return r
-
-    def env_vars(self) -> dict[str, str]:
-        out = self.run("env").stdout
-        pairs = dict(line.split("=", 1) for line in out.splitlines() if line.strip())
-        return pairs
-
-    def pid(self, name: str) -> int | None:
-        f = self.root / name / f"{name}.pid"
-        return int(f.read_text()) if f.exists() else None
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,184 @@
+"""Shared test harness: the real local stack, a worker subprocess, topic readers."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+STACK = REPO / "deploy" / "local" / "stack"
+
+
+def _gone(pid: int) -> bool:
+    """True when the pid no longer names a live process (a zombie awaiting reaping by
+    init counts as gone: it holds no memory, ports or files)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] in ("Z", "X")
+
+
+class Stack:
+    def __init__(self, root: Path):
+        self.root = root
+        self.env = dict(os.environ, IMAGEGATE_STACK_DIR=str(root))
+
+    def run(self, *args: str, check: bool = True, timeout: float = 180) -> subprocess.CompletedProcess:
+        r = subprocess.run([str(STACK), *args], env=self.env, capture_output=True, text=True,
+                           timeout=timeout)
+        if check and r.returncode != 0:
+            raise AssertionError(f"stack {' '.join(args)} -> rc {r.returncode}\n"
+                                 f"stdout:\n{r.stdout}\nstderr:\n{r.stderr}")
+        return r
+
+    def env_vars(self) -> dict[str, str]:
+        out = self.run("env").stdout
+        pairs = dict(line.split("=", 1) for line in out.splitlines() if line.strip())
+        return pairs
+
+    def pid(self, name: str) -> int | None:
+        f = self.root / name / f"{name}.pid"
+        return int(f.read_text()) if f.exists() else None
+
+
+def free_port() -> int:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+class WorkerProcess:
+    """`python -m consumer` as a real subprocess, so SIGTERM and kill -9 are real."""
+
+    def __init__(self, env: dict[str, str], log_path: Path):
+        self.env = env
+        self.log_path = log_path
+        self.port = int(env["IMAGEGATE_METRICS_PORT"])
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, wait_ready: float = 120.0) -> "WorkerProcess":
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen([sys.executable, "-m", "consumer"], env=self.env, cwd=REPO, stdout=log, stderr=log)
+        deadline = time.monotonic() + wait_ready
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"worker exited with {self.proc.returncode}:\n{self.log_tail()}")
+            if self.http("/readyz")[0] == 200:
+                return self
+            time.sleep(0.2)
+        raise AssertionError(f"worker not ready after {wait_ready}s:\n{self.log_tail()}")
+
+    def http(self, path: str) -> tuple[int, str]:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=2) as r:
+                return r.status, r.read().decode()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read().decode()
+        except OSError:
+            return 0, ""
+
+    def metric(self, name: str, labels: dict[str, str] | None = None) -> float:
+        """Sum of a metric's samples matching labels, read from the live /metrics endpoint."""
+        from prometheus_client.parser import text_string_to_metric_families
+
+        code, text = self.http("/metrics")
+        assert code == 200, "metrics endpoint down"
+        total = 0.0
+        for fam in text_string_to_metric_families(text):
+            for s in fam.samples:
+                if s.name == name and all(s.labels.get(k) == v for k, v in (labels or {}).items()):
+                    total += s.value
+        return total
+
+    def stop(self, timeout: float = 60.0) -> int:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout)
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait(10)
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def log_tail(self, n: int = 40) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
+        except OSError:
+            return ""
+
+
+@dataclass
+class Topics:
+    """Unique topic and group names per test, so tests never see each other's events."""
+
+    prefix: str = field(default_factory=lambda: f"t{uuid.uuid4().hex[:8]}")
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {"IMAGEGATE_TOPIC_IN": f"{self.prefix}.in", "IMAGEGATE_TOPIC_OUT": f"{self.prefix}.out",
+                "IMAGEGATE_TOPIC_DLQ": f"{self.prefix}.dlq", "IMAGEGATE_GROUP_ID": f"{self.prefix}.workers"}
+
+
+class Collector:
+    """Reads image_scored and DLQ topics from the beginning and keeps everything seen."""
+
+    def __init__(self, settings):
+        from producer_tools.kafka_clients import reader
+
+        self.settings = settings
+        self.scored: list[dict[str, Any]] = []
+        self.dlq: list[tuple[bytes, dict[str, bytes]]] = []
+        self.headers: list[dict[str, bytes]] = []
+        self._c = reader(settings)
+        self._c.subscribe([settings.topic_out, settings.topic_dlq])
+
+    def poll(self, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            for msg in self._c.consume(500, 0.2):
+                if msg.error():
+                    continue
+                headers = dict(msg.headers() or [])
+                if msg.topic() == self.settings.topic_out:
+                    self.scored.append(json.loads(msg.value()))
+                    self.headers.append(headers)
+                else:
+                    self.dlq.append((msg.value(), headers))
+
+    def source_ids(self) -> set[str]:
+        ids = {b["source_event_id"] for b in self.scored}
+        for value, _ in self.dlq:
+            try:
+                ids.add(json.loads(value)["event_id"])
+            except (ValueError, KeyError, TypeError):
+                pass
+        return ids
+
+    def wait_for(self, event_ids: set[str], timeout: float, alive=lambda: True) -> set[str]:
+        """Poll until every id has an outcome; returns the ids still missing."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.poll(0.5)
+            missing = event_ids - self.source_ids()
+            if not missing or not alive():
+                return missing
+        return event_ids - self.source_ids()
+
+    def close(self) -> None:
+        self._c.close()
