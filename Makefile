@@ -12,15 +12,20 @@ STACK := deploy/local/stack
 
 # The venv is keyed by the lock file: a changed lock rebuilds it, an unchanged one is reused.
 # pip's own cache (~/.cache/pip) keeps the multi-GB torch wheels between rebuilds.
-$(STAMP): $(LOCK) pyproject.toml
+$(STAMP): $(LOCK)
 	rm -rf $(VENV)
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r $(LOCK)
-	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
-setup: $(STAMP)
+# The project itself (editable, console scripts); redone when pyproject.toml changes.
+EDITABLE := $(VENV)/.editable-installed
+$(EDITABLE): $(STAMP) pyproject.toml
+	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
+	touch $(EDITABLE)
+
+setup: $(EDITABLE)
 	$(STACK) install
 
 stack-start: setup
@@ -38,19 +43,19 @@ demo: setup
 test: setup
 	$(PY) -m pytest
 
-test-fast: $(STAMP)
+test-fast: $(EDITABLE)
 	$(PY) -m pytest -m "not integration and not slow"
 
 bench: setup
 	$(PY) bench/pipeline_bench.py
 
-schemas: $(STAMP)
+schemas: $(EDITABLE)
 	$(PY) -m consumer.events --write deploy/schemas
 
-train: $(STAMP)
+train: $(EDITABLE)
 	$(PY) -m model.train
 
-evaluate: $(STAMP)
+evaluate: $(EDITABLE)
 	$(PY) -m model.evaluate
 
 # Re-resolve the pins from requirements.in (needs network).
