@@ -1,4 +1,5 @@
-"""Fixtures for tests against the real broker and Redis started by deploy/local/stack."""
+"""Shared fixtures: the real broker and Redis started by deploy/local/stack (lazily, once per session),
+a random-weights plumbing model, generated images and a local origin, per-test topics."""
 
 from __future__ import annotations
 
