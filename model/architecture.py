@@ -110,7 +110,7 @@ class QualityNet(nn.Module):
     is MOS on a 0..1 scale, the other columns are logits.
     """
 
-    def __init__(self, arch: str, input_size: int, heads: Sequence[str] = HEADS) -> None:
+    def __init__(self, arch: str, input_size: int, heads: Sequence[str] = HEADS, quality_hidden: int = 0) -> None:
         super().__init__()
         if arch not in TRUNKS:
             raise ValueError(f"unknown architecture {arch!r}; known: {sorted(TRUNKS)}")
@@ -121,6 +121,13 @@ class QualityNet(nn.Module):
         self.register_buffer("feat_mean", torch.zeros(d))
         self.register_buffer("feat_scale", torch.ones(d))
         self.linear = nn.Linear(d, len(self.heads))
+        # Optional non-linear quality term (an averaged MLP ensemble folded into one wide MLP),
+        # added to the linear quality column.
+        self.quality_hidden = int(quality_hidden)
+        self.quality_mlp = (
+            nn.Sequential(nn.Linear(d, self.quality_hidden), nn.ReLU(), nn.Linear(self.quality_hidden, 1))
+            if self.quality_hidden > 0 else None
+        )
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """Pooled multi-level features [N, D] (what the training cache stores)."""
@@ -128,7 +135,11 @@ class QualityNet(nn.Module):
 
     def heads_from_features(self, f: torch.Tensor) -> torch.Tensor:
         f = (f.float() - self.feat_mean) / self.feat_scale
-        return self.linear(f)
+        out = self.linear(f)
+        if self.quality_mlp is not None:
+            q = out[:, :1] + self.quality_mlp(f)
+            out = torch.cat([q, out[:, 1:]], dim=1)
+        return out
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.heads_from_features(self.features(x))

@@ -108,6 +108,11 @@ def extract_features(
     return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
 
 
+def cache_path(name: str, ids: Sequence[str], size: int, tag: str) -> Path:
+    """Where ``cached_features`` keeps the features of exactly these ids / trunk / size."""
+    return CACHE_DIR / f"{name}-{tag}-{size}-{_key(list(ids))}.npy"
+
+
 def cached_features(
     name: str,
     ids: Sequence[str],
@@ -119,7 +124,7 @@ def cached_features(
 ) -> np.ndarray:
     """Features for ``ids``, computed once and kept under ``model/.cache/`` (gitignored)."""
     CACHE_DIR.mkdir(parents=True, exist_ok=True)
-    path = CACHE_DIR / f"{name}-{tag}-{size}-{_key(list(ids))}.npy"
+    path = cache_path(name, ids, size, tag)
     if path.exists():
         return np.load(path)
     feats = extract_features(net, loaders, size, device=device, progress=name)

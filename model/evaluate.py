@@ -112,11 +112,17 @@ def main(argv: list[str] | None = None) -> dict:
         return res
 
     # --- BIQ2021 validation split -----------------------------------------------------------
-    fb, mos, names = biq_features(net, args.datasets_dir, pred.device)
+    paths, mos = data.load_biq(args.datasets_dir)
     _, va = data.biq_split(len(mos))
-    qb = heads_of(fb[va])["quality"]
-    paths, _ = data.load_biq(args.datasets_dir)
     vpaths = [paths[i] for i in va]
+    tag = trunk_tag(net)
+    if data.cache_path("biq", [p.name for p in paths], pred.input_size, tag).exists():
+        fb, _, _ = biq_features(net, args.datasets_dir, pred.device)  # training run's cache
+        fv = fb[va]
+    else:  # no training cache here: compute the validation images only
+        fv = data.cached_features("biq-val", [p.name for p in vpaths], net,
+                                  [lambda p=p: Image.open(p) for p in vpaths], pred.input_size, tag, pred.device)
+    qb = heads_of(fv)["quality"]
     cb = classical_scores("biq-val", [p.name for p in vpaths], [lambda p=p: Image.open(p) for p in vpaths])
 
     # --- synthetic test set -------------------------------------------------------------------

@@ -84,7 +84,8 @@ def load(path: str | os.PathLike | None = None, device: str = "auto") -> Predict
         raise ModelLoadError(f"{p} is not an {FORMAT} file")
     meta = blob.get("metadata") or {}
     try:
-        net = QualityNet(str(meta["arch"]), int(meta["input_size"]), tuple(meta["heads"]))
+        net = QualityNet(str(meta["arch"]), int(meta["input_size"]), tuple(meta["heads"]),
+                         int(meta.get("quality_hidden", 0)))
         net.load_state_dict({k: v.float() for k, v in blob["state_dict"].items()}, strict=True)
     except (KeyError, ValueError, RuntimeError, TypeError) as e:
         raise ModelLoadError(f"{p}: weights do not match their metadata: {e}") from e

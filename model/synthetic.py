@@ -211,3 +211,15 @@ def labels(items: list[Item]) -> dict[str, np.ndarray]:
     out["level"] = np.array([it.level for it in items], np.int64)
     out["source"] = np.array([it.source for it in items], np.int64)
     return out
+
+
+def manifest_markdown() -> str:
+    """Markdown table of every clean source (package, version, file, licence, split) for the model card."""
+    lines = ["| Package | Version | File | Licence | Split |", "|---|---|---|---|---|"]
+    for s in sources():
+        lines.append(f"| {s.package} | {s.version} | `{s.file}` | {s.licence} | {s.split} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(manifest_markdown())

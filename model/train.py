@@ -33,6 +33,8 @@ from .distortions import DISTORTION_HEADS
 FORMAT = "imagegate-model/1"
 NAME = "imagegate-quality"
 VERSION = "1.0.0"
+MLP_HIDDEN = 128
+MLP_MEMBERS = 3
 DEFAULT_OUT = Path(__file__).resolve().parent / "weights" / "imagegate-quality-v1.pt"
 
 
@@ -94,9 +96,50 @@ def _ridge_cv(x: np.ndarray, y: np.ndarray, alphas: list[float], groups: np.ndar
     return best, scores, oofs[best]
 
 
+def fit_mlp_ensemble(x: np.ndarray, y: np.ndarray, hidden: int = 256, members: int = 3, epochs: int = 40,
+                     seed: int = 0) -> list[np.ndarray]:
+    """Average of ``members`` small MLPs (input dropout 0.5, AdamW, one-cycle), folded into one wide MLP.
+
+    Returns [W1 (members*hidden, D), b1, W2 (1, members*hidden), b2] predicting y in its own units.
+    """
+    from torch import nn
+
+    mu, sd = float(y.mean()), float(y.std())
+    a = torch.from_numpy(x).float()
+    t = torch.from_numpy((y - mu) / sd).float()
+    w1, b1, w2, b2 = [], [], [], []
+    for k in range(members):
+        torch.manual_seed(seed * 1000 + k)
+        net = nn.Sequential(nn.Dropout(0.5), nn.Linear(x.shape[1], hidden), nn.ReLU(), nn.Dropout(0.3),
+                            nn.Linear(hidden, 1))
+        opt = torch.optim.AdamW(net.parameters(), lr=1e-3, weight_decay=1e-3)
+        n = len(a)
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, 1e-3, total_steps=epochs * ((n + 127) // 128))
+        for _ in range(epochs):
+            perm = torch.randperm(n)
+            for i in range(0, n, 128):
+                idx = perm[i : i + 128]
+                loss = torch.nn.functional.mse_loss(net(a[idx]).squeeze(1), t[idx])
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                sched.step()
+        w1.append(net[1].weight.detach().numpy())
+        b1.append(net[1].bias.detach().numpy())
+        w2.append(net[4].weight.detach().numpy() * sd / members)
+        b2.append(float(net[4].bias.detach()) * sd / members)
+    return [np.concatenate(w1), np.concatenate(b1), np.concatenate(w2, axis=1), np.array([mu + sum(b2)])]
+
+
 def fit_heads(fb: np.ndarray, mos: np.ndarray, fs: np.ndarray, items: list[synthetic.Item], seed: int,
-              log: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Return (feat_mean, feat_scale, W [H, D], b [H]) for the heads in ``HEADS`` order."""
+              log: dict, mlp_members: int = MLP_MEMBERS
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[np.ndarray] | None]:
+    """Return (feat_mean, feat_scale, W [H, D], b [H], quality MLP params or None), heads in ``HEADS`` order.
+
+    Quality = MLP ensemble on BIQ MOS (or the BIQ ridge when ``mlp_members`` is 0)
+    + lambda * (synthetic-severity ridge, centred on BIQ).  lambda is chosen with the ridge's
+    out-of-fold predictions as a cheap stand-in for the MLP's.
+    """
     from sklearn.linear_model import LogisticRegression, Ridge
     from sklearn.model_selection import GroupKFold
     from sklearn.metrics import roc_auc_score
@@ -113,7 +156,7 @@ def fit_heads(fb: np.ndarray, mos: np.ndarray, fs: np.ndarray, items: list[synth
 
     # --- quality: BIQ ridge, blended with a synthetic-severity ridge ---------------------------
     t = time.time()
-    a_biq, sc_biq, oof_biq = _ridge_cv(xb, mos, [30.0, 100.0, 300.0, 1000.0, 3000.0, 10000.0], None, seed)
+    a_biq, sc_biq, oof_biq = _ridge_cv(xb, mos, [1000.0, 3000.0, 10000.0, 30000.0, 100000.0], None, seed)
     biq = Ridge(alpha=a_biq).fit(xb, mos)
     single = np.array([len(it.steps) <= 1 for it in items])
     sev = -lab["level"].astype(np.float64)
@@ -135,10 +178,16 @@ def fit_heads(fb: np.ndarray, mos: np.ndarray, fs: np.ndarray, items: list[synth
                       _srocc(oof_syn_q + lam * oof_syn_s, sevi))
     ok = [lam for lam, (sb, _) in blend.items() if sb >= blend[0.0][0] - 0.005]
     lam = max(ok, key=lambda k: blend[k][1])
-    W[0] = biq.coef_ + lam * syn.coef_
-    b[0] = biq.intercept_ + lam * (syn.intercept_ - float(np.mean(syn.predict(xb))))
+    shift = lam * (syn.intercept_ - float(np.mean(syn.predict(xb))))
+    mlp = None
+    if mlp_members > 0:
+        mlp = fit_mlp_ensemble(xb, mos, MLP_HIDDEN, mlp_members, seed=seed)
+        W[0], b[0] = lam * syn.coef_, shift
+    else:
+        W[0], b[0] = biq.coef_ + lam * syn.coef_, biq.intercept_ + shift
     log["quality"] = {"biq_alpha": a_biq, "biq_cv_srocc": sc_biq, "syn_alpha": a_syn, "syn_cv_srocc": sc_syn,
                       "blend": {str(k): v for k, v in blend.items()}, "blend_lambda": lam,
+                      "mlp": {"members": mlp_members, "hidden": MLP_HIDDEN} if mlp else None,
                       "seconds": round(time.time() - t, 1)}
     print(f"quality: alpha={a_biq} BIQ CV SROCC={sc_biq[a_biq]:.4f}; blend lambda={lam} -> "
           f"BIQ {blend[lam][0]:.4f} synthetic {blend[lam][1]:.4f}", flush=True)
@@ -147,7 +196,7 @@ def fit_heads(fb: np.ndarray, mos: np.ndarray, fs: np.ndarray, items: list[synth
     for hi, head in enumerate(HEADS[1:], start=1):
         y = lab[head]
         best = None
-        for C in (0.001, 0.003, 0.01, 0.03):
+        for C in (0.003, 0.01, 0.03):
             oof = np.zeros(len(y))
             for tr, va in GroupKFold(5).split(xs, y, groups):
                 clf = LogisticRegression(C=C, max_iter=2000).fit(xs[tr], y[tr])
@@ -159,12 +208,15 @@ def fit_heads(fb: np.ndarray, mos: np.ndarray, fs: np.ndarray, items: list[synth
         W[hi], b[hi] = clf.coef_[0], clf.intercept_[0]
         log[head] = {"C": best[0], "cv_auc": best[1], "positives": int(y.sum()), "n": int(len(y))}
         print(f"{head}: C={best[0]} CV AUC={best[1]:.4f}", flush=True)
-    return mean, scale, W, b
+    return mean, scale, W, b, mlp
 
 
 def save(net: QualityNet, path: Path, meta: dict) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    sd = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
+    # The big MLP matrix is stored in fp16 to keep the file < 20 MB; the trunk stays fp32 so its
+    # features are bit-identical to the training cache (the loader casts everything to fp32).
+    sd = {k: (v.half() if k == "quality_mlp.0.weight" else v).detach().cpu().contiguous()
+          for k, v in net.state_dict().items()}
     tmp = path.with_suffix(".tmp")
     torch.save({"format": FORMAT, "metadata": meta, "state_dict": sd}, tmp)
     tmp.replace(path)
@@ -178,6 +230,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
     ap.add_argument("--device", default="auto")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--mlp-members", type=int, default=MLP_MEMBERS,
+                    help="MLP ensemble size for the quality head (0 = ridge only, fastest)")
     args = ap.parse_args(argv)
 
     torch.manual_seed(args.seed)
@@ -192,7 +246,16 @@ def main(argv: list[str] | None = None) -> None:
     print(f"features ready: BIQ {fb.shape}, synthetic train {fs.shape} ({time.time() - t0:.0f}s)", flush=True)
 
     log: dict = {}
-    mean, scale, W, b = fit_heads(fb[tr], mos[tr], fs, items, args.seed, log)
+    mean, scale, W, b, mlp = fit_heads(fb[tr], mos[tr], fs, items, args.seed, log, args.mlp_members)
+    hidden = 0 if mlp is None else int(mlp[0].shape[0])
+    if hidden:  # rebuild with the quality MLP; the trunk weights are the same ImageNet ones
+        trunk = net.trunk.state_dict()
+        net = QualityNet(net.arch, features.INPUT_SIZE, HEADS, hidden)
+        net.trunk.load_state_dict(trunk)
+        with torch.no_grad():
+            for param, val in zip([net.quality_mlp[0].weight, net.quality_mlp[0].bias,
+                                   net.quality_mlp[2].weight, net.quality_mlp[2].bias], mlp):
+                param.copy_(torch.from_numpy(np.asarray(val)).float().reshape(param.shape))
     with torch.no_grad():
         net.feat_mean.copy_(torch.from_numpy(mean).float())
         net.feat_scale.copy_(torch.from_numpy(scale).float())
@@ -201,6 +264,7 @@ def main(argv: list[str] | None = None) -> None:
     srcs = synthetic.sources()
     meta = {
         "name": NAME, "version": VERSION, "arch": net.arch, "input_size": features.INPUT_SIZE,
+        "quality_hidden": hidden,
         "mean": list(data.MEAN), "std": list(data.STD), "heads": list(HEADS),
         "head_outputs": {"quality": "MOS on 0..1 scale (x100 in predictor)",
                          **{h: "logit" for h in DISTORTION_HEADS}},
