@@ -169,6 +169,10 @@ def parse_uploaded(raw: bytes | None, max_bytes: int = 1 << 20) -> ImageUploaded
         data = json.loads(text)
     except json.JSONDecodeError as e:
         raise InvalidEvent(f"event is not JSON: {e.msg} at line {e.lineno} column {e.colno}") from None
+    except RecursionError:  # e.g. 100k nested '[' fit in the byte limit
+        raise InvalidEvent("event is not acceptable JSON: nested too deeply") from None
+    except ValueError as e:  # e.g. an integer literal over Python's 4300-digit conversion limit
+        raise InvalidEvent(f"event is not acceptable JSON: {e}") from None
     if not isinstance(data, dict):
         raise InvalidEvent(f"event must be a JSON object, got {type(data).__name__}")
     try:

@@ -17,6 +17,7 @@ import ipaddress
 import os
 import random
 import socket
+import stat as _stat
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +29,8 @@ from urllib3.exceptions import HTTPError as Urllib3Error
 from consumer.events import ReasonCode
 
 _METADATA = {ipaddress.ip_address("169.254.169.254"), ipaddress.ip_address("fd00:ec2::254"), ipaddress.ip_address("100.100.100.200")}
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")  # well-known NAT64 prefix: the low 32 bits are an IPv4 address
+MAX_URL_LENGTH = 4096
 _REDIRECTS = {301, 302, 303, 307, 308}
 _CHUNK = 64 * 1024
 
@@ -95,23 +98,41 @@ class Fetcher:
     def check_address(self, ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> None:
         if any(ip in net for net in self._allow):
             return
-        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
-            ip = ip.ipv4_mapped
+        if isinstance(ip, ipaddress.IPv6Address):
+            # IPv6 forms that carry an IPv4 address reach that address: judge the IPv4 one too.
+            embedded = ip.ipv4_mapped or ip.sixtofour or (ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF) if ip in _NAT64 else None)
+            if embedded is not None:
+                self.check_address(embedded)  # the wrapper is only a route to this IPv4 address
+                return
         if ip in _METADATA:
             raise BlockedURL(f"address {ip} is a cloud metadata endpoint")
-        if ip.is_loopback or ip.is_private or ip.is_link_local or ip.is_multicast or ip.is_reserved or ip.is_unspecified:
+        if (ip.is_loopback or ip.is_private or ip.is_link_local or ip.is_multicast or ip.is_reserved or ip.is_unspecified
+                or not ip.is_global):  # not is_global also catches 100.64.0.0/10 (carrier-grade NAT) and the like
             raise BlockedURL(f"address {ip} is not public (private, loopback, link-local, multicast or reserved)")
 
     # -- internals ----------------------------------------------------------------
     def _fetch_once(self, url: str) -> tuple[bytes, str]:
         deadline = time.monotonic() + self.limits.timeout_s
-        for _hop in range(self.limits.max_redirects + 1):
-            parts = urlsplit(url)
+        for hop in range(self.limits.max_redirects + 1):
+            if len(url) > MAX_URL_LENGTH:
+                raise BlockedURL(f"url is {len(url)} characters, limit is {MAX_URL_LENGTH}")
+            try:
+                parts = urlsplit(url)
+            except ValueError as e:  # e.g. malformed IPv6 brackets
+                raise BlockedURL(f"url is malformed: {e}") from None
             scheme = parts.scheme.lower()
             if scheme not in self.limits.allowed_schemes:
                 raise BlockedURL(f"url scheme {scheme!r} is not allowed (allowed: {', '.join(self.limits.allowed_schemes)})")
             if scheme == "file":
+                if hop > 0:  # a remote server must never make us read a local file
+                    raise BlockedURL("redirect to a file:// url is not allowed")
+                if parts.netloc not in ("", "localhost"):
+                    raise BlockedURL(f"file:// url names a host ({parts.netloc!r}); only local files are served")
                 return self._read_file(parts.path), url
+            if "@" in parts.netloc:
+                # Credentials in an image URL are never legitimate, and `http://public@127.0.0.1/`
+                # style userinfo exists to confuse whoever reads the URL.
+                raise BlockedURL("url contains userinfo (user@host); refused")
             data, location = self._http_get(parts, deadline)
             if location is None:
                 return data, url
@@ -133,13 +154,13 @@ class Fetcher:
         if not host:
             raise BlockedURL("url has no host")
         try:
-            port = parts.port or (443 if parts.scheme == "https" else 80)
+            port = parts.port or (443 if parts.scheme.lower() == "https" else 80)
         except ValueError:
             raise BlockedURL("url has an invalid port") from None
         ip = self._resolve(host, port)
         remaining = max(0.05, deadline - time.monotonic())
         timeout = urllib3.Timeout(connect=min(self.limits.connect_timeout_s, remaining), read=remaining)
-        if parts.scheme == "https":
+        if parts.scheme.lower() == "https":
             pool = urllib3.HTTPSConnectionPool(ip, port, timeout=timeout, retries=False, maxsize=1,
                                                server_hostname=host, assert_hostname=host, cert_reqs="CERT_REQUIRED")
         else:
@@ -149,8 +170,11 @@ class Fetcher:
             path += "?" + parts.query
         host_header = host if parts.port is None else f"{host}:{parts.port}"
         try:
-            resp = pool.urlopen("GET", path, headers={"Host": host_header, "User-Agent": self.limits.user_agent, "Accept": "image/*"},
-                                redirect=False, retries=False, preload_content=False, decode_content=True)
+            resp = pool.urlopen("GET", path, headers={"Host": host_header, "User-Agent": self.limits.user_agent, "Accept": "image/*",
+                                         "Accept-Encoding": "identity"},
+                                # Never inflate: a gzip "image" of 25 KB can expand to gigabytes. Bytes count
+                                # against max_bytes exactly as they arrive; an encoded body fails to decode.
+                                redirect=False, retries=False, preload_content=False, decode_content=False)
             try:
                 if resp.status in _REDIRECTS:
                     location = resp.headers.get("Location")
@@ -189,17 +213,38 @@ class Fetcher:
     def _read_file(self, url_path: str) -> bytes:
         if self._root is None:
             raise BlockedURL("file:// URLs are not enabled (no file_root configured)")
-        rel = unquote(url_path)
+        rel = unquote(url_path)  # %2e%2e/ becomes ../ here, and is then caught by the root check
+        if "\x00" in rel:
+            raise BlockedURL("file path contains a NUL byte")
         candidate = Path(rel) if os.path.isabs(rel) else self._root / rel
         try:
             real = candidate.resolve(strict=True)  # follows symlinks: an escape is caught below
-        except (OSError, RuntimeError):
+        except (OSError, RuntimeError, ValueError):
             raise FetchError(f"file not found: {rel}") from None
-        if real != self._root and self._root not in real.parents:
+        if not self._inside_root(real):
             raise BlockedURL(f"file {rel} is outside the allowed root")
-        if not real.is_file():
+        try:
+            fd = os.open(real, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_NONBLOCK", 0))
+        except OSError as e:
+            raise FetchError(f"cannot open file {rel}: {e.strerror}") from None
+        st = os.fstat(fd)
+        if not _stat.S_ISREG(st.st_mode):
+            os.close(fd)
             raise FetchError(f"not a regular file: {rel}")
-        size = real.stat().st_size
-        if size > self.limits.max_bytes:
-            raise FetchError(f"image is {size} bytes, limit is {self.limits.max_bytes}", code=ReasonCode.TOO_LARGE)
-        return real.read_bytes()
+        with os.fdopen(fd, "rb", buffering=0) as f:
+            # Re-check what was actually opened: a path swapped for a symlink or a FIFO after
+            # the check above must not be read.
+            link = f"/proc/self/fd/{fd}"
+            opened = Path(os.readlink(link)) if os.path.islink(link) else real
+            if not self._inside_root(opened):
+                raise BlockedURL(f"file {rel} is outside the allowed root")
+            if st.st_size > self.limits.max_bytes:
+                raise FetchError(f"image is {st.st_size} bytes, limit is {self.limits.max_bytes}", code=ReasonCode.TOO_LARGE)
+            data = f.read(self.limits.max_bytes + 1)  # it may have grown since fstat
+        if len(data) > self.limits.max_bytes:
+            raise FetchError(f"image is over the {self.limits.max_bytes}-byte limit", code=ReasonCode.TOO_LARGE)
+        return data
+
+    def _inside_root(self, real: Path) -> bool:
+        assert self._root is not None
+        return real == self._root or self._root in real.parents

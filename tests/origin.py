@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import gzip
+import socket
+import struct
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -10,11 +13,18 @@ from pathlib import Path
 
 class Origin:
     """Routes: /img/<name> serves files from `root`; /status/<code>; /redirect?to=URL;
-    /flaky/<n>/<name> (500 for the first n requests, then the file); /slow/<name> (trickles)."""
+    /flaky/<n>/<name> (500 for the first n requests, then the file); /slow/<name> (trickles);
+    /html (HTML served as image/jpeg); /chunked/<name> (no Content-Length);
+    /hang/<name> (accepts, then says nothing for `hang_s`); /reset/<name> (TCP reset, no reply);
+    /outage/<name> (500 while `outage` is set, the file once it is cleared);
+    /gzipbomb (a small gzip body, Content-Encoding: gzip, that inflates to 64 MiB)."""
 
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, hang_s: float = 30.0):
         self.root = root
         self.hits: dict[str, int] = {}
+        self.hang_s = hang_s
+        self.outage = threading.Event()
+        self._lock = threading.Lock()
         origin = self
 
         class H(BaseHTTPRequestHandler):
@@ -23,7 +33,8 @@ class Origin:
 
             def do_GET(self):  # noqa: N802
                 path, _, query = self.path.partition("?")
-                origin.hits[path] = origin.hits.get(path, 0) + 1
+                with origin._lock:
+                    origin.hits[path] = origin.hits.get(path, 0) + 1
                 parts = path.strip("/").split("/")
                 if parts[0] == "img":
                     return self._file(parts[1])
@@ -47,6 +58,40 @@ class Origin:
                         self.wfile.write(data[i:i + 256])
                         self.wfile.flush()
                         time.sleep(0.2)
+                    return
+                if parts[0] == "chunked":
+                    data = (origin.root / parts[1]).read_bytes()
+                    self.send_response(200)
+                    self.send_header("Content-Type", "image/jpeg")
+                    self.send_header("Connection", "close")
+                    self.end_headers()
+                    self.close_connection = True
+                    try:
+                        self.wfile.write(data)  # body ends when the connection closes
+                    except (BrokenPipeError, ConnectionResetError):
+                        pass
+                    return
+                if parts[0] == "hang":
+                    time.sleep(origin.hang_s)
+                    self.close_connection = True
+                    return
+                if parts[0] == "reset":
+                    self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    self.close_connection = True
+                    self.connection.close()  # linger 0: the client sees a connection reset
+                    return
+                if parts[0] == "outage":
+                    if origin.outage.is_set():
+                        return self._send(500, b"down", "text/plain")
+                    return self._file(parts[1])
+                if parts[0] == "gzipbomb":
+                    body = gzip.compress(b"\0" * (64 << 20), compresslevel=9)
+                    self.send_response(200)
+                    self.send_header("Content-Type", "image/jpeg")
+                    self.send_header("Content-Encoding", "gzip")
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
                     return
                 if parts[0] == "html":
                     return self._send(200, b"<html><body>not an image</body></html>", "image/jpeg")
