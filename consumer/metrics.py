@@ -1,9 +1,12 @@
 """Prometheus metrics (the one piece of process-global state) and the ops HTTP server.
 
 Names follow Prometheus conventions: `imagegate_` prefix, base units (seconds, bytes),
-`_total` counters, labels with a handful of values only (never an image or event id).
-One port serves `/metrics`, `/healthz` (the loop made progress recently) and `/readyz`
-(model loaded, broker reachable, partitions assigned).
+`_total` counters, labels with a handful of fixed values only (never an image, event or
+seller id). docs/operations.md has the table; deploy/grafana and deploy/prometheus query
+exactly these names (tests/observability checks that).
+
+One port serves `/metrics`, `/healthz` (the poll loop made progress recently) and
+`/readyz` (model loaded, broker reachable, partitions assigned).
 """
 
 from __future__ import annotations
@@ -12,36 +15,115 @@ import json
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Callable
+from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Gauge, Histogram, Info, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
-_FAST = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
-_NET = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
-_E2E = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
+from consumer.events import Decision, ReasonCode
+
+# Buckets per stage, from the fastest plausible value to the stage's own timeout.
+FETCH_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)  # network; fetch_timeout_s 10 s
+DECODE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0)  # CPU; 80 MP worst case ~2 s
+QUEUE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+INFERENCE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+E2E_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+SCORE_BUCKETS = tuple(float(b) for b in range(5, 101, 5))  # scores are 0..100
+
+# Label values are closed sets; every one is created at start-up so rate() and the
+# dashboards see a 0 series before the first increment.
+DLQ_STAGES = ("validate", "consume", "fetch_decode", "inference")
+RETRY_STAGES = ("fetch", "fetch_decode", "inference", "produce")
+CACHE_RESULTS = {"get": ("hit", "miss", "error", "skipped"), "put": ("ok", "error", "skipped")}
+OUTCOMES = ("ok", "error")
 
 EVENTS_CONSUMED = Counter("imagegate_events_consumed_total", "Messages read from the input topic")
-EVENTS_INVALID = Counter("imagegate_events_invalid_total", "Messages that failed contract validation")
+EVENTS_INVALID = Counter("imagegate_events_invalid_total", "Messages that failed contract validation (they go to the DLQ)")
 EVENTS_SCORED = Counter("imagegate_events_scored_total", "image_scored events acknowledged by the broker", ["cached"])
-EVENTS_DLQ = Counter("imagegate_events_dlq_total", "Events sent to the dead-letter topic", ["stage"])
-DECISIONS = Counter("imagegate_decisions_total", "Decisions emitted", ["decision"])
-REASONS = Counter("imagegate_reasons_total", "Reason codes emitted", ["code"])
-CACHE = Counter("imagegate_cache_requests_total", "Cache lookups and writes by result", ["op", "result"])
+EVENTS_DLQ = Counter("imagegate_events_dlq_total", "Events sent to the dead-letter topic, by failing stage", ["stage"])
+DECISIONS = Counter("imagegate_decisions_total", "Decisions in acknowledged image_scored events", ["decision"])
+REASONS = Counter("imagegate_reasons_total", "Reason codes in acknowledged image_scored events", ["code"])
+CACHE = Counter("imagegate_cache_requests_total", "Redis cache operations by result", ["op", "result"])
 RETRIES = Counter("imagegate_retries_total", "Retries by stage", ["stage"])
-PRODUCE_ERRORS = Counter("imagegate_produce_errors_total", "Failed deliveries to Kafka (each is retried)")
-STAGE_SECONDS = Histogram("imagegate_stage_duration_seconds", "Time per pipeline stage", ["stage"], buckets=_NET)
-INFERENCE_SECONDS = Histogram("imagegate_inference_duration_seconds", "Model forward time per batch", buckets=_FAST + (2.5, 5.0, 10.0))
-E2E_SECONDS = Histogram("imagegate_end_to_end_duration_seconds", "From consume to broker acknowledgement", buckets=_E2E)
+PRODUCE_ERRORS = Counter("imagegate_produce_errors_total", "Failed deliveries to Kafka (each is produced again)")
 IMAGES_INFERRED = Counter("imagegate_images_inferred_total", "Images that went through the model (cache hits do not)")
-BATCH_SIZE = Histogram("imagegate_batch_size", "Images per model batch", buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512))
-SCORE = Histogram("imagegate_score", "Distribution of emitted scores (for drift)", buckets=tuple(range(10, 101, 10)))
+
+FETCH_SECONDS = Histogram("imagegate_fetch_duration_seconds", "Image download time incl. retries", ["outcome"],
+                          buckets=FETCH_BUCKETS)
+DECODE_SECONDS = Histogram("imagegate_decode_duration_seconds", "Decode + measure + preprocess time per image", ["outcome"],
+                           buckets=DECODE_BUCKETS)
+QUEUE_SECONDS = Histogram("imagegate_queue_duration_seconds", "Wait between decode and the start of the model batch",
+                          buckets=QUEUE_BUCKETS)
+INFERENCE_SECONDS = Histogram("imagegate_inference_duration_seconds", "Model forward time per batch", buckets=INFERENCE_BUCKETS)
+E2E_SECONDS = Histogram("imagegate_end_to_end_duration_seconds", "From consume to broker acknowledgement of the output",
+                        buckets=E2E_BUCKETS)
+BATCH_SIZE = Histogram("imagegate_batch_size", "Images per model batch", buckets=BATCH_BUCKETS)
+SCORE = Histogram("imagegate_score", "Distribution of emitted scores, 0..100 (for drift)", buckets=SCORE_BUCKETS)
+
 IN_FLIGHT = Gauge("imagegate_in_flight_events", "Events consumed and not yet acknowledged")
-PAUSED = Gauge("imagegate_partitions_paused", "1 while consumption is paused for backpressure")
-LAG = Gauge("imagegate_consumer_lag_messages", "High watermark minus consumer position", ["topic", "partition"])
+MAX_IN_FLIGHT = Gauge("imagegate_max_in_flight_events", "Configured in-flight bound; at it, consumption pauses")
+INFERENCE_QUEUE = Gauge("imagegate_inference_queue_items", "Decoded images waiting for the model")
+PAUSED = Gauge("imagegate_consumer_paused", "1 while consumption is paused for backpressure, else 0")
+LAG = Gauge("imagegate_consumer_lag_messages", "High watermark minus committed offset (librdkafka statistics)",
+            ["topic", "partition"])
 ASSIGNED = Gauge("imagegate_assigned_partitions", "Partitions assigned to this worker")
-REDIS_UP = Gauge("imagegate_redis_up", "1 when the last Redis operation succeeded")
+REDIS_UP = Gauge("imagegate_redis_up", "1 when the last Redis operation succeeded, 0 after a failure")
 LAST_PROGRESS = Gauge("imagegate_last_progress_timestamp_seconds", "Unix time the poll loop last ran")
 MODEL_INFO = Info("imagegate_model", "Model and policy in use")
+
+for _c in ("true", "false"):
+    EVENTS_SCORED.labels(_c)
+for _d in Decision:
+    DECISIONS.labels(_d.value)
+for _r in ReasonCode:
+    REASONS.labels(_r.value)
+for _s in DLQ_STAGES:
+    EVENTS_DLQ.labels(_s)
+for _s in RETRY_STAGES:
+    RETRIES.labels(_s)
+for _op, _results in CACHE_RESULTS.items():
+    for _res in _results:
+        CACHE.labels(_op, _res)
+for _o in OUTCOMES:
+    FETCH_SECONDS.labels(_o)
+    DECODE_SECONDS.labels(_o)
+
+
+class _GpuMemory(Collector):
+    """torch's CUDA caching-allocator numbers, read at scrape time."""
+
+    def __init__(self, device: Any):
+        self.device = device
+
+    def collect(self):
+        import torch
+
+        label = str(self.device)
+        alloc = GaugeMetricFamily("imagegate_gpu_memory_allocated_bytes", "GPU memory held by tensors (torch.cuda.memory_allocated)",
+                                  labels=["device"])
+        alloc.add_metric([label], float(torch.cuda.memory_allocated(self.device)))
+        reserved = GaugeMetricFamily("imagegate_gpu_memory_reserved_bytes", "GPU memory reserved by torch's caching allocator",
+                                     labels=["device"])
+        reserved.add_metric([label], float(torch.cuda.memory_reserved(self.device)))
+        return [alloc, reserved]
+
+
+_gpu_lock = threading.Lock()
+_gpu_collector: _GpuMemory | None = None
+
+
+def watch_gpu(device: Any) -> bool:
+    """Export GPU memory gauges when the model runs on CUDA (once per process); True if it does."""
+    global _gpu_collector
+    if getattr(device, "type", str(device)) != "cuda":
+        return False
+    with _gpu_lock:
+        if _gpu_collector is None:
+            _gpu_collector = _GpuMemory(device)
+            REGISTRY.register(_gpu_collector)
+    return True
 
 
 class Health:
@@ -95,7 +177,3 @@ def serve(health: Health, host: str, port: int) -> ThreadingHTTPServer:
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, name="ops-http", daemon=True).start()
     return server
-
-
-def timed(stage: str) -> Callable:
-    return STAGE_SECONDS.labels(stage).time()

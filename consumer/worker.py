@@ -38,6 +38,7 @@ from consumer.sink import Sink
 from consumer.work import WorkItem, build_scored, merge_signals
 
 log = logging.getLogger("imagegate.worker")
+events_log = logging.getLogger("imagegate.events")  # one line per finished event (IMAGEGATE_LOG_EVENTS)
 
 
 class SingleFlight:
@@ -80,6 +81,8 @@ class Worker:
         self.health.model_loaded = True
         metrics.MODEL_INFO.info({"model_name": predictor.name, "model_version": predictor.version,
                                  "policy_version": policy.version, "device": str(predictor.device)})
+        metrics.watch_gpu(predictor.device)
+        metrics.MAX_IN_FLIGHT.set(s.max_in_flight)
         self.fetcher = build_fetcher(s)
         self.decode_limits = DecodeLimits(max_pixels=s.max_pixels, allowed_formats=tuple(s.allowed_formats))
         self.cache = ResultCache(s.redis_url, s.cache_ttl_s, s.redis_timeout_s, s.redis_retry_after_s,
@@ -87,6 +90,7 @@ class Worker:
         self.tracker = OffsetTracker()
         self.flight = SingleFlight()
         self.batcher: Batcher[WorkItem] = Batcher(s.max_batch_size, s.max_batch_delay_ms, s.decode_queue_size)
+        metrics.INFERENCE_QUEUE.set_function(self.batcher.qsize)
         self.stop_event = threading.Event()  # stop taking new work
         self._halt = threading.Event()  # stop pipeline threads
         self._paused = False
@@ -239,7 +243,12 @@ class Worker:
         for tp in partitions:
             self.tracker.forget(tp.topic, tp.partition)
             self._assigned.discard((tp.topic, tp.partition))
+            try:
+                metrics.LAG.remove(tp.topic, str(tp.partition))
+            except KeyError:
+                pass
         self.health.assigned = len(self._assigned)
+        metrics.ASSIGNED.set(len(self._assigned))
         log.warning("partitions lost (no commit possible)", extra={"partitions": [f"{tp.topic}[{tp.partition}]" for tp in partitions]})
 
     def _on_error(self, err: KafkaError) -> None:
@@ -265,7 +274,8 @@ class Worker:
     def _done(self, item: WorkItem, body: dict[str, Any] | None) -> None:
         """Delivery report: the broker has the output, so the input offset may be committed."""
         self.tracker.complete(item.topic, item.partition, item.offset)
-        metrics.E2E_SECONDS.observe(time.monotonic() - item.consumed_at)
+        e2e = time.monotonic() - item.consumed_at
+        metrics.E2E_SECONDS.observe(e2e)
         if body is not None:
             metrics.EVENTS_SCORED.labels(str(body["cached"]).lower()).inc()
             metrics.DECISIONS.labels(body["decision"]).inc()
@@ -274,11 +284,16 @@ class Worker:
             metrics.SCORE.observe(body["score"])
         extra = {"event_id": item.event.event_id if item.event else None,
                  "image_id": item.event.image_id if item.event else None,
-                 "stage": "sink", "outcome": body["decision"] if body else "dlq"}
+                 "stage": "done", "outcome": body["decision"] if body else "dlq",
+                 "topic": item.topic, "partition": item.partition, "offset": item.offset}
         if body is not None:
-            extra["timings"] = body["timings"]
+            extra["timings"] = {**body["timings"], "acked_ms": round(e2e * 1000, 3)}
             extra["cached"] = body["cached"]
-        log.debug("event done", extra=extra)
+            extra["score"] = body["score"]
+            extra["reasons"] = [r["code"] for r in body["reasons"]]
+        else:
+            extra["timings"] = {"acked_ms": round(e2e * 1000, 3)}
+        events_log.info("event done", extra=extra)
 
     def _emit(self, item: WorkItem, verdict: Verdict, signals: dict[str, float], sha: str | None, cached: bool,
               content: dict[str, Any] | None) -> None:
@@ -330,12 +345,12 @@ class Worker:
             try:
                 fetched = self.fetcher.fetch(ev.url)
             except FetchError as e:
-                metrics.STAGE_SECONDS.labels("fetch").observe(time.monotonic() - t0)
+                metrics.FETCH_SECONDS.labels("error").observe(time.monotonic() - t0)
                 log.info("fetch failed", extra={"event_id": ev.event_id, "image_id": ev.image_id, "stage": "fetch", "error": str(e)})
                 self._emit_reject(item, e.code, f"image could not be fetched: {e}", None)
                 return
             dt = time.monotonic() - t0
-            metrics.STAGE_SECONDS.labels("fetch").observe(dt)
+            metrics.FETCH_SECONDS.labels("ok").observe(dt)
             item.timings["fetch_ms"] = round(dt * 1000, 3)
             sha = item.sha256 = hashlib.sha256(fetched.data).hexdigest()
             if sha != ev.content_sha256:
@@ -349,10 +364,11 @@ class Worker:
             try:
                 d = decode(fetched.data, self.predictor.preprocess, self.predictor.input_size, self.decode_limits)
             except DecodeError as e:
+                metrics.DECODE_SECONDS.labels("error").observe(time.monotonic() - t0)
                 self._finish_content(item, {"content_sha256": sha, "signals": {}, "reject": {"code": e.code.value, "message": str(e)}})
                 return
             dt = time.monotonic() - t0
-            metrics.STAGE_SECONDS.labels("decode").observe(dt)
+            metrics.DECODE_SECONDS.labels("ok").observe(dt)
             item.timings["decode_ms"] = round(dt * 1000, 3)
             item.tensor, item.signals = d.tensor, d.signals
             item.enqueued_at = time.monotonic()
@@ -383,7 +399,7 @@ class Worker:
         now = time.monotonic()
         for it in batch:
             q = now - it.enqueued_at
-            metrics.STAGE_SECONDS.labels("queue").observe(q)
+            metrics.QUEUE_SECONDS.observe(q)
             it.timings["queue_ms"] = round(q * 1000, 3)
         try:
             outputs = self._forward(batch)
