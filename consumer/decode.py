@@ -78,8 +78,8 @@ def open_rgb(data: bytes, limits: DecodeLimits, min_side: int = 0) -> tuple[Imag
     try:
         if fmt in ("JPEG", "MPO") and min_side > 0:
             img.draft("RGB", (min_side, min_side))  # DCT-domain downscale, keeps both sides >= min_side
-        if getattr(img, "n_frames", 1) > 1:
-            img.seek(0)  # animated: judge the first frame, which is what listings show
+        # Animated GIF/WebP/APNG, MPO: a freshly opened image is at its first frame, which is
+        # what listings show. (Never ask for n_frames: counting frames walks the whole file.)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # e.g. "Truncated File Read", palette transparency notes
             img.load()
@@ -87,8 +87,13 @@ def open_rgb(data: bytes, limits: DecodeLimits, min_side: int = 0) -> tuple[Imag
         rgb = to_rgb(img)
     except DecodeError:
         raise
-    except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as e:
-        raise DecodeError(f"image data is corrupt or truncated: {e}", ReasonCode.UNREADABLE) from None
+    except Image.DecompressionBombError as e:
+        raise DecodeError(f"image dimensions are too large: {e}", ReasonCode.TOO_LARGE) from None
+    except Exception as e:
+        # Pillow's decoders raise many types on hostile data (OSError, SyntaxError, ValueError,
+        # EOFError, but also IndexError, struct.error, TypeError, ...: found by tests/fuzz).
+        # Whatever the type, these bytes are not a readable image: a seller-side reject.
+        raise DecodeError(f"image data is corrupt or truncated: {type(e).__name__}: {e}", ReasonCode.UNREADABLE) from None
     return rgb, fmt, size
 
 
