@@ -91,23 +91,32 @@ for _o in OUTCOMES:
     DECODE_SECONDS.labels(_o)
 
 
+GPU_METRICS = {
+    "imagegate_gpu_memory_allocated_bytes": "GPU memory held by tensors (torch.cuda.memory_allocated)",
+    "imagegate_gpu_memory_reserved_bytes": "GPU memory reserved by torch's caching allocator (torch.cuda.memory_reserved)",
+}
+
+
 class _GpuMemory(Collector):
     """torch's CUDA caching-allocator numbers, read at scrape time."""
 
     def __init__(self, device: Any):
         self.device = device
 
+    def describe(self):
+        return [GaugeMetricFamily(n, h, labels=["device"]) for n, h in GPU_METRICS.items()]
+
     def collect(self):
         import torch
 
         label = str(self.device)
-        alloc = GaugeMetricFamily("imagegate_gpu_memory_allocated_bytes", "GPU memory held by tensors (torch.cuda.memory_allocated)",
-                                  labels=["device"])
-        alloc.add_metric([label], float(torch.cuda.memory_allocated(self.device)))
-        reserved = GaugeMetricFamily("imagegate_gpu_memory_reserved_bytes", "GPU memory reserved by torch's caching allocator",
-                                     labels=["device"])
-        reserved.add_metric([label], float(torch.cuda.memory_reserved(self.device)))
-        return [alloc, reserved]
+        read = {"imagegate_gpu_memory_allocated_bytes": torch.cuda.memory_allocated,
+                "imagegate_gpu_memory_reserved_bytes": torch.cuda.memory_reserved}
+        out = []
+        for fam in self.describe():
+            fam.add_metric([label], float(read[fam.name](self.device)))
+            out.append(fam)
+        return out
 
 
 _gpu_lock = threading.Lock()
