@@ -47,6 +47,7 @@ class Sink:
             "linger.ms": 5,
             "compression.type": "lz4",
             "delivery.timeout.ms": 60_000,
+            "logger": logging.getLogger("imagegate.kafka"),  # librdkafka logs as JSON lines too
             **producer_conf,
         }
         self.producer = Producer(conf)

@@ -108,6 +108,7 @@ class Worker:
             "statistics.interval.ms": 5000,
             "error_cb": self._on_error,
             "stats_cb": self._on_stats,
+            "logger": logging.getLogger("imagegate.kafka"),  # librdkafka logs as JSON lines too
             **common,
         })
 
