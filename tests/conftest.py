@@ -49,8 +49,10 @@ def origin(images):
 
 
 @pytest.fixture
-def pipeline(stack, plumbing_model, tmp_path):
-    """Environment for one worker group on fresh topics; Redis flushed so cache state is the test's own."""
+def pipeline(stack, plumbing_model, tmp_path, request):
+    """Environment for one worker group on fresh topics; Redis flushed so cache state is the test's own.
+
+    Topics get 4 partitions; `@pytest.mark.parametrize("pipeline", [6], indirect=True)` asks for another count."""
     from consumer.config import load_settings
     from producer_tools.kafka_clients import ensure_topics
 
@@ -66,7 +68,7 @@ def pipeline(stack, plumbing_model, tmp_path):
         "IMAGEGATE_FETCH_BACKOFF_MS": "20",
         "IMAGEGATE_FETCH_TIMEOUT_S": "5",
         "IMAGEGATE_METRICS_HOST": "127.0.0.1",
-        "IMAGEGATE_TOPIC_PARTITIONS": "4",
+        "IMAGEGATE_TOPIC_PARTITIONS": str(getattr(request, "param", 4)),
         "IMAGEGATE_LOG_LEVEL": "INFO",
     })
     redis.Redis.from_url(env["IMAGEGATE_REDIS_URL"]).flushdb()
