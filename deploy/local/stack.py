@@ -319,10 +319,33 @@ def ensure_redis() -> None:
     say("redis-server: installed")
 
 
+def ensure_prometheus() -> None:
+    """promtool + prometheus (Debian's `prometheus` package) for tests/observability."""
+    if shutil.which("promtool"):
+        say(f"promtool: present ({shutil.which('promtool')})")
+        return
+    if not shutil.which("apt-get"):
+        raise StackError("promtool is missing and apt-get is not available; install Prometheus 2.x yourself")
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    sudo = ["sudo", "-n"] if os.geteuid() != 0 else []
+    apt = sudo + ["apt-get", "install", "-y", "--no-install-recommends", "prometheus"]
+    say("promtool: missing, running " + " ".join(apt))
+    if subprocess.run(apt, env=env).returncode != 0:
+        subprocess.run(sudo + ["apt-get", "update"], env=env, check=False)
+        subprocess.run(apt, env=env)
+    if not shutil.which("promtool"):
+        raise StackError("could not install prometheus (promtool) with apt-get")
+    # The package starts a system prometheus on :9090; the tests run their own.
+    if shutil.which("systemctl"):
+        subprocess.run(sudo + ["systemctl", "disable", "--now", "prometheus"], capture_output=True, check=False)
+    say("promtool: installed")
+
+
 def cmd_install(args) -> int:
     t0 = time.monotonic()
     ensure_jars()
     ensure_redis()
+    ensure_prometheus()
     say(f"install done in {time.monotonic() - t0:.1f}s")
     return 0
 
@@ -617,7 +640,7 @@ def cmd_clean(args) -> int:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="deploy/local/stack", description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
-    sub.add_parser("install", help="fetch Kafka jars (cached) and ensure redis-server is installed")
+    sub.add_parser("install", help="fetch Kafka jars (cached) and ensure redis-server and promtool are installed")
     for name, h in (("start", "start services (default: both); no-op if running"),
                     ("stop", "stop services (default: both): SIGTERM, then SIGKILL after a bound")):
         sp = sub.add_parser(name, help=h)
