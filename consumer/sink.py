@@ -83,7 +83,9 @@ class Sink:
             (events.DLQ_HEADER_PARTITION, str(item.partition).encode()),
             (events.DLQ_HEADER_OFFSET, str(item.offset).encode()),
             (events.DLQ_HEADER_FAILED_AT, events.now_utc().isoformat().encode()),
-            (events.DLQ_HEADER_ATTEMPTS, str(item.attempts + 1).encode()),
+            # item.attempts counts failed tries (Worker._fail increments it before giving up);
+            # an event dead-lettered on its first try (invalid event) has 0 and was tried once.
+            (events.DLQ_HEADER_ATTEMPTS, str(max(1, item.attempts)).encode()),
         ]
         key = item.msg_key if item.msg_key is not None else (item.event.image_id.encode() if item.event else None)
         log.warning("event sent to DLQ", extra={"stage": stage, "error": error, "topic": item.topic,
