@@ -136,9 +136,8 @@ def fit_heads(fb: np.ndarray, mos: np.ndarray, fs: np.ndarray, items: list[synth
               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[np.ndarray] | None]:
     """Return (feat_mean, feat_scale, W [H, D], b [H], quality MLP params or None), heads in ``HEADS`` order.
 
-    Quality = MLP ensemble on BIQ MOS (or the BIQ ridge when ``mlp_members`` is 0)
-    + lambda * (synthetic-severity ridge, centred on BIQ).  lambda is chosen with the ridge's
-    out-of-fold predictions as a cheap stand-in for the MLP's.
+    Quality = MLP ensemble on BIQ MOS (or the BIQ ridge when ``mlp_members`` is 0) minus a
+    penalty from the distortion detectors (see below).
     """
     from sklearn.linear_model import LogisticRegression, Ridge
     from sklearn.model_selection import GroupKFold
@@ -154,60 +153,74 @@ def fit_heads(fb: np.ndarray, mos: np.ndarray, fs: np.ndarray, items: list[synth
     W = np.zeros((len(HEADS), fb.shape[1]), np.float64)
     b = np.zeros(len(HEADS), np.float64)
 
-    # --- quality: BIQ ridge, blended with a synthetic-severity ridge ---------------------------
+    # --- distortion detectors: L2 logistic regression on synthetic train ------------------------
+    # low_contrast has no output head but feeds the quality penalty below.
     t = time.time()
-    a_biq, sc_biq, oof_biq = _ridge_cv(xb, mos, [1000.0, 3000.0, 10000.0, 30000.0, 100000.0], None, seed)
-    biq = Ridge(alpha=a_biq).fit(xb, mos)
-    single = np.array([len(it.steps) <= 1 for it in items])
-    sev = -lab["level"].astype(np.float64)
-    a_syn, sc_syn, _ = _ridge_cv(xs[single], sev[single], [10.0, 100.0, 1000.0, 10000.0], groups[single], seed)
-    syn = Ridge(alpha=a_syn).fit(xs[single], sev[single])
-    # Blend weight chosen by CV on training data only: BIQ OOF SROCC must stay within 0.005 of the
-    # pure-BIQ fit while the synthetic OOF ranking improves as much as possible.
-    gkf = list(GroupKFold(5).split(xs[single], sev[single], groups[single]))
-    oof_syn_q = np.zeros(single.sum())
-    oof_syn_s = np.zeros(single.sum())
-    xsi, sevi = xs[single], sev[single]
-    for tr, va in gkf:
-        oof_syn_q[va] = biq.predict(xsi[va])  # BIQ head never saw synthetic data: fair OOF
-        oof_syn_s[va] = Ridge(alpha=a_syn).fit(xsi[tr], sevi[tr]).predict(xsi[va])
-    kf_oof_syn_on_biq = syn.predict(xb)  # synthetic head never saw BIQ: fair on BIQ
-    blend = {}
-    for lam in [0.0, 0.005, 0.01, 0.02, 0.03, 0.05, 0.08, 0.12, 0.2]:
-        blend[lam] = (_srocc(oof_biq + lam * kf_oof_syn_on_biq, mos),
-                      _srocc(oof_syn_q + lam * oof_syn_s, sevi))
-    ok = [lam for lam, (sb, _) in blend.items() if sb >= blend[0.0][0] - 0.005]
-    lam = max(ok, key=lambda k: blend[k][1])
-    shift = lam * (syn.intercept_ - float(np.mean(syn.predict(xb))))
-    mlp = None
-    if mlp_members > 0:
-        mlp = fit_mlp_ensemble(xb, mos, MLP_HIDDEN, mlp_members, seed=seed)
-        W[0], b[0] = lam * syn.coef_, shift
-    else:
-        W[0], b[0] = biq.coef_ + lam * syn.coef_, biq.intercept_ + shift
-    log["quality"] = {"biq_alpha": a_biq, "biq_cv_srocc": sc_biq, "syn_alpha": a_syn, "syn_cv_srocc": sc_syn,
-                      "blend": {str(k): v for k, v in blend.items()}, "blend_lambda": lam,
-                      "mlp": {"members": mlp_members, "hidden": MLP_HIDDEN} if mlp else None,
-                      "seconds": round(time.time() - t, 1)}
-    print(f"quality: alpha={a_biq} BIQ CV SROCC={sc_biq[a_biq]:.4f}; blend lambda={lam} -> "
-          f"BIQ {blend[lam][0]:.4f} synthetic {blend[lam][1]:.4f}", flush=True)
-
-    # --- distortion heads: logistic regression on synthetic train ------------------------------
-    for hi, head in enumerate(HEADS[1:], start=1):
-        y = lab[head]
+    lc = np.array([int(any(n == "low_contrast" for n, _ in it.steps)) for it in items])
+    det_names = list(HEADS[1:]) + ["low_contrast"]
+    det_w, det_b, det_oof = {}, {}, {}
+    gkf = list(GroupKFold(5).split(xs, lc, groups))
+    for head in det_names:
+        y = lc if head == "low_contrast" else lab[head]
         best = None
         for C in (0.003, 0.01, 0.03):
             oof = np.zeros(len(y))
-            for tr, va in GroupKFold(5).split(xs, y, groups):
+            for tr, va in gkf:
                 clf = LogisticRegression(C=C, max_iter=2000).fit(xs[tr], y[tr])
                 oof[va] = clf.decision_function(xs[va])
             auc = roc_auc_score(y, oof)
             if best is None or auc > best[1] + 1e-4:
-                best = (C, auc)
+                best = (C, auc, oof)
         clf = LogisticRegression(C=best[0], max_iter=3000).fit(xs, y)
-        W[hi], b[hi] = clf.coef_[0], clf.intercept_[0]
+        det_w[head], det_b[head], det_oof[head] = clf.coef_[0], float(clf.intercept_[0]), best[2]
         log[head] = {"C": best[0], "cv_auc": best[1], "positives": int(y.sum()), "n": int(len(y))}
         print(f"{head}: C={best[0]} CV AUC={best[1]:.4f}", flush=True)
+    for hi, head in enumerate(HEADS[1:], start=1):
+        W[hi], b[hi] = det_w[head], det_b[head]
+    log["detector_seconds"] = round(time.time() - t, 1)
+
+    # --- quality: BIQ regression minus a penalty from the distortion detectors ------------------
+    # quality = f_BIQ(x) - c * sum_k relu(logit_k(x) - tau).  The penalty is zero unless a
+    # detector fires, so real photos keep their BIQ score, while every synthetic distortion
+    # lowers the score of the same content, more so at higher levels.  The relu terms are
+    # extra hidden units of the quality MLP.  c, tau: chosen on out-of-fold predictions
+    # (BIQ ridge OOF as a stand-in for the MLP; detector OOF logits on synthetic); BIQ OOF
+    # SROCC may drop by at most 0.015.
+    t = time.time()
+    a_biq, sc_biq, oof_biq = _ridge_cv(xb, mos, [1000.0, 3000.0, 10000.0, 30000.0, 100000.0], None, seed)
+    biq = Ridge(alpha=a_biq).fit(xb, mos)
+    single = np.array([len(it.steps) <= 1 for it in items])
+    level = lab["level"].astype(np.float64)
+    q_syn = biq.predict(xs)  # the BIQ regressor never saw synthetic images: fair
+    logit_biq = np.stack([xb @ det_w[h] + det_b[h] for h in det_names], 1)  # detectors never saw BIQ
+    logit_syn = np.stack([det_oof[h] for h in det_names], 1)
+    grid = {}
+    for tau in (0.0, 2.0, 4.0):
+        for c in (0.0, 0.002, 0.005, 0.01, 0.02, 0.03, 0.05):
+            pb = oof_biq - c * np.maximum(logit_biq - tau, 0).sum(1)
+            ps = q_syn - c * np.maximum(logit_syn - tau, 0).sum(1)
+            grid[(tau, c)] = (_srocc(pb, mos), _srocc(ps[single], -level[single]))
+    base = grid[(0.0, 0.0)][0]
+    ok = [k for k, (sb, _) in grid.items() if sb >= base - 0.015]
+    tau, c = max(ok, key=lambda k: grid[k][1])
+    penalty = [np.stack([det_w[h] for h in det_names]), np.array([det_b[h] - tau for h in det_names]),
+               np.full((1, len(det_names)), -c)]
+    mlp = None
+    if mlp_members > 0:
+        m = fit_mlp_ensemble(xb, mos, MLP_HIDDEN, mlp_members, seed=seed)
+        mlp = [np.concatenate([m[0], penalty[0]]), np.concatenate([m[1], penalty[1]]),
+               np.concatenate([m[2], penalty[2]], axis=1), m[3]]
+        W[0], b[0] = 0.0, 0.0
+    else:  # linear only: the penalty needs the MLP path, so keep hidden units for it alone
+        mlp = [penalty[0], penalty[1], penalty[2], np.zeros(1)]
+        W[0], b[0] = biq.coef_, biq.intercept_
+    log["quality"] = {"biq_alpha": a_biq, "biq_cv_srocc": sc_biq,
+                      "penalty_grid": {f"tau={k[0]},c={k[1]}": v for k, v in grid.items()},
+                      "penalty_tau": tau, "penalty_c": c, "penalty_detectors": det_names,
+                      "mlp": {"members": mlp_members, "hidden": MLP_HIDDEN},
+                      "seconds": round(time.time() - t, 1)}
+    print(f"quality: alpha={a_biq} BIQ CV SROCC={sc_biq[a_biq]:.4f}; penalty tau={tau} c={c} -> "
+          f"BIQ {grid[(tau, c)][0]:.4f} synthetic {grid[(tau, c)][1]:.4f}", flush=True)
     return mean, scale, W, b, mlp
 
 
