@@ -135,3 +135,10 @@ def test_promql_name_extraction_is_not_vacuous():
          '[$__rate_interval]))) / on (job) group_left imagegate:x:y offset 5m')
     assert metric_names(e) == {"imagegate_fetch_duration_seconds_bucket", "imagegate:x:y"}
     assert metric_names('time() - imagegate_last_progress_timestamp_seconds > 120') == {"imagegate_last_progress_timestamp_seconds"}
+
+
+def test_example_prometheus_config_is_valid_and_loads_the_rules(tool):
+    cfg = RULES.parent / "prometheus.example.yml"
+    r = subprocess.run([tool, "check", "config", str(cfg)], capture_output=True, text=True)
+    assert r.returncode == 0 and "SUCCESS: 1 rule files found" in r.stdout, r.stdout + r.stderr
+    assert "job_name: imagegate" in cfg.read_text()
