@@ -86,6 +86,7 @@ def test_per_event_lines_can_be_switched_off_and_follow_the_root_level(restore_l
 def test_worker_log_is_json_per_event_and_never_contains_the_sasl_password(pipeline, origin):
     password = "pw-" + secrets.token_hex(12)
     w = pipeline.worker(**{"IMAGEGATE_KAFKA__sasl.username": "imagegate", "IMAGEGATE_KAFKA__sasl.password": password,
+                           "IMAGEGATE_KAFKA__debug": "conf",  # librdkafka dumps its configuration at start
                            "IMAGEGATE_LOG_LEVEL": "DEBUG"}).start()
     out = pipeline.collector()
     events = [make_event(f"{origin.url}/img/s0-sharp.jpg", image_id="log-a"),
@@ -98,6 +99,7 @@ def test_worker_log_is_json_per_event_and_never_contains_the_sasl_password(pipel
     assert w.stop() == 0
     text = w.log_path.read_text()
     assert password not in text
+    assert "sasl.password" in text  # the configuration dump did happen (redacted by librdkafka or by us)
     records = [json.loads(line) for line in text.splitlines()]  # every line is one JSON object
     assert all({"ts", "level", "logger", "msg"} <= set(r) for r in records)
     done = {r["event_id"]: r for r in records if r["msg"] == "event done" and r.get("event_id")}
