@@ -30,11 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(str(e), file=sys.stderr)
         return 2
-    try:
-        logs.setup(settings.log_level, secrets=logs.secret_values(settings.kafka, [settings.redis_url]))
-    except ValueError as e:  # IMAGEGATE_LOG_EVENTS
-        print(str(e), file=sys.stderr)
-        return 2
+    logs.setup(settings.log_level, secrets=logs.secret_values(settings.kafka, [settings.redis_url]), events=settings.log_events)
     health = metrics.Health(settings.stall_after_s)
     server = metrics.serve(health, settings.metrics_host, settings.metrics_port)
     log.info("ops endpoint listening", extra={"port": server.server_port})

@@ -92,6 +92,7 @@ class Settings(BaseSettings):
     metrics_host: str = "0.0.0.0"
     metrics_port: int = Field(9400, ge=0, le=65535, description="0 picks a free port")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_events: bool = Field(True, description="one INFO line per finished event (turn off for volume)")
     stall_after_s: float = Field(30.0, gt=0, description="/healthz fails when the loop made no progress this long")
 
     @field_validator("allowed_schemes")

@@ -85,22 +85,13 @@ def secret_values(kafka_conf: Mapping[str, str], urls: Iterable[str] = ()) -> li
     return out
 
 
-def events_enabled(env: Mapping[str, str] | None = None) -> bool:
-    raw = (os.environ if env is None else env).get("IMAGEGATE_LOG_EVENTS", "true").strip().lower()
-    if raw in ("1", "true", "yes", "on"):
-        return True
-    if raw in ("0", "false", "no", "off"):
-        return False
-    raise ValueError(f"IMAGEGATE_LOG_EVENTS={raw!r}: use true or false")
-
-
-def setup(level: str = "INFO", secrets: Iterable[str] = (), events: bool | None = None) -> None:
-    """JSON lines on stderr. `events=None` reads IMAGEGATE_LOG_EVENTS (default true)."""
+def setup(level: str = "INFO", secrets: Iterable[str] = (), events: bool = True) -> None:
+    """JSON lines on stderr; `events` (IMAGEGATE_LOG_EVENTS) switches the per-event lines."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter(secrets))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    on = events_enabled() if events is None else events
+    on = events
     # Enabled: inherit the root level (INFO shows them, WARNING hides them). Disabled: off.
     logging.getLogger(EVENTS_LOGGER).setLevel(logging.NOTSET if on else logging.WARNING)

@@ -77,9 +77,17 @@ def test_per_event_lines_can_be_switched_off_and_follow_the_root_level(restore_l
     ev.info("event done", extra={"event_id": "d"})
     ids = [json.loads(x)["event_id"] for x in capsys.readouterr().err.splitlines()]
     assert ids == ["a", "c"]
-    assert logs.events_enabled({"IMAGEGATE_LOG_EVENTS": "false"}) is False and logs.events_enabled({}) is True
-    with pytest.raises(ValueError):
-        logs.events_enabled({"IMAGEGATE_LOG_EVENTS": "sometimes"})
+
+
+def test_log_events_setting_is_validated(monkeypatch):
+    from consumer.config import ConfigError, load_settings
+
+    assert load_settings().log_events is True
+    monkeypatch.setenv("IMAGEGATE_LOG_EVENTS", "false")
+    assert load_settings().log_events is False
+    monkeypatch.setenv("IMAGEGATE_LOG_EVENTS", "sometimes")
+    with pytest.raises(ConfigError, match="IMAGEGATE_LOG_EVENTS"):
+        load_settings()
 
 
 @pytest.mark.integration
