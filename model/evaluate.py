@@ -37,9 +37,14 @@ BRISQUE_RANGE = "/usr/share/opencv4/quality/brisque_range_live.yml"
 
 
 def _srocc(a: np.ndarray, b: np.ndarray) -> float:
+    """Spearman correlation; nan for a constant input (e.g. a source whose scores all clamp to 0)."""
+    import warnings
+
     from scipy.stats import spearmanr
 
-    return float(spearmanr(a, b).correlation)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return float(spearmanr(a, b).correlation)
 
 
 def _plcc(a: np.ndarray, b: np.ndarray) -> float:
@@ -160,6 +165,21 @@ def main(argv: list[str] | None = None) -> dict:
     print("|---|---|---|---|---|")
     for m, a, b, c, d in rows:
         print(f"| {m} | {a:.3f} | {b:.3f} | {c:.3f} | {d:.3f} |")
+
+    kinds = np.array([it.steps[0][0] if it.steps else "clean" for it in items])
+    print("\n### Quality vs synthetic level within one distortion type (test set, clean + levels 1-4)\n")
+    print("| Distortion | SROCC per source (mean) | SROCC all sources | mean quality at level 0 / 1 / 2 / 3 / 4 |")
+    print("|---|---|---|---|")
+    q = hs["quality"]
+    per_type = {}
+    for k in synthetic.DISTORTIONS:
+        sel = (kinds == k) | (kinds == "clean")
+        a = _per_source_srocc(q[sel], lab["level"][sel], lab["source"][sel])
+        b = _srocc(q[sel], -lab["level"][sel])
+        means = " / ".join(f"{q[sel & (lab['level'] == lv)].mean():.1f}" for lv in range(5))
+        per_type[k] = (a, b)
+        print(f"| {k} | {a:.3f} | {b:.3f} | {means} |")
+    result["per_type"] = per_type
 
     print("\n### Distortion heads on the synthetic test set (AUC; accuracy at p=0.5 for the model)\n")
     print("| Head | positives / n | Model AUC | Model accuracy | BRISQUE AUC | Laplacian-var AUC |")
