@@ -5,11 +5,12 @@ stays frozen at its ImageNet weights and runs once per image at native 512 px;
 its multi-level mean/std features (see ``architecture``) are cached under
 ``model/.cache/``.  Heads are closed-form / convex fits on that cache:
 
-* quality: ridge regression on BIQ2021 MOS (training part of the fixed split),
-  blended with a ridge fitted to synthetic severity grades so the head also
-  ranks clean > mildly > strongly distorted versions of the same photo;
-* blur, noise, compression, under-/over-exposure, overlay: L2 logistic
-  regression on the synthetic training set (labels from ``distortions``).
+* blur, noise, compression, under-/over-exposure, overlay (+ an internal
+  low-contrast detector): L2 logistic regression on the synthetic training set
+  (labels from ``distortions``);
+* quality: an MLP ensemble on BIQ2021 MOS (training part of the fixed split)
+  minus a penalty sum_k c_k * relu(detector logit_k - tau), so the head also
+  ranks clean > mildly > strongly distorted versions of the same photo.
 
 All regularisation strengths are picked by cross-validation on training data
 only; the BIQ validation split and the synthetic test set are not touched here.
