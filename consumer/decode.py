@@ -71,7 +71,9 @@ def open_rgb(data: bytes, limits: DecodeLimits, min_side: int = 0) -> tuple[Imag
     if w * h > limits.max_pixels:
         raise DecodeError(f"image is {w}x{h} = {w * h} pixels, limit is {limits.max_pixels}", ReasonCode.TOO_LARGE)
     try:
-        orientation = img.getexif().get(0x0112, 1)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "Corrupt EXIF data": a bad EXIF block only loses the orientation
+            orientation = img.getexif().get(0x0112, 1)
     except Exception:
         orientation = 1
     size = (h, w) if orientation in _TRANSPOSED else (w, h)
@@ -83,7 +85,7 @@ def open_rgb(data: bytes, limits: DecodeLimits, min_side: int = 0) -> tuple[Imag
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # e.g. "Truncated File Read", palette transparency notes
             img.load()
-        img = ImageOps.exif_transpose(img)
+            img = ImageOps.exif_transpose(img)
         rgb = to_rgb(img)
     except DecodeError:
         raise
