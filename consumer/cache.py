@@ -24,6 +24,26 @@ from consumer import metrics
 log = logging.getLogger("imagegate.cache")
 
 
+def _valid_content(raw: bytes | None, sha256: str) -> dict[str, Any] | None:
+    """A cache entry we can trust, or None (treated as a miss and overwritten after scoring)."""
+    if raw is None:
+        return None
+    try:
+        content = json.loads(raw)
+    except ValueError:
+        return None
+    if not isinstance(content, dict) or content.get("content_sha256") != sha256:
+        return None
+    reject = content.get("reject")
+    if reject is not None:
+        ok = isinstance(reject, dict) and isinstance(reject.get("code"), str) and isinstance(reject.get("message"), str)
+        return content if ok else None
+    signals = content.get("signals")
+    if not isinstance(signals, dict) or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in signals.values()):
+        return None
+    return content
+
+
 def content_key(model_version: str, policy_version: str, sha256: str) -> str:
     return f"imagegate:v{model_version}:{policy_version}:sha256:{sha256}"
 
@@ -73,13 +93,11 @@ class ResultCache:
             self._failed("get", e)
             return None
         self._ok()
-        metrics.CACHE.labels("get", "hit" if raw is not None else "miss").inc()
-        if raw is None:
-            return None
-        try:
-            return json.loads(raw)
-        except ValueError:
-            return None
+        content = _valid_content(raw, sha256)
+        if raw is not None and content is None:
+            log.warning("ignoring malformed cache entry", extra={"content_sha256": sha256})
+        metrics.CACHE.labels("get", "hit" if content is not None else "miss").inc()
+        return content
 
     def put_many(self, results: list[tuple[dict[str, Any], dict[str, Any] | None]]) -> None:
         """Write (image_scored body, content result or None) pairs in one pipeline round trip.

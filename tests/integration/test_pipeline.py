@@ -185,3 +185,28 @@ def test_redis_down_mid_stream_scoring_continues(pipeline, origin, images, stack
         time.sleep(1)
     assert w.metric("imagegate_redis_up") == 1  # the cache comes back by itself
     assert w.alive() and w.stop() == 0
+
+
+@pytest.mark.parametrize("garbage", [b"not json", b"[1, 2]", b'{"content_sha256": "x", "signals": {"quality": "high"}}',
+                                     b'{"signals": {}}'])
+def test_malformed_cache_entry_is_a_miss_not_an_error(pipeline, origin, images, garbage):
+    import hashlib
+
+    data = (images / "s2-sharp.jpg").read_bytes()
+    sha = hashlib.sha256(data).hexdigest()
+    r = redis.Redis.from_url(pipeline.settings.redis_url)
+    w = pipeline.worker().start()
+    out = pipeline.collector()
+    probe = make_event(f"{origin.url}/img/s2-blurry.jpg")
+    pipeline.publish([probe])
+    assert out.wait_for({probe.event_id}, 60) == set()
+    body = out.scored[0]
+    r.set(content_key(body["model"]["version"], body["policy"]["version"], sha), garbage)
+    ev = make_event(f"{origin.url}/img/s2-sharp.jpg", content_sha256=sha)
+    pipeline.publish([ev])
+    assert out.wait_for({ev.event_id}, 60) == set(), w.log_tail()
+    scored = {b["source_event_id"]: b for b in out.scored}[ev.event_id]
+    assert scored["cached"] is False and scored["signals"]["width"] == 640 and out.dlq == []
+    fixed = json.loads(r.get(content_key(body["model"]["version"], body["policy"]["version"], sha)))
+    assert fixed["content_sha256"] == sha  # overwritten with a good entry
+    assert w.stop() == 0
