@@ -14,7 +14,6 @@ and the ratio of pipeline throughput to the slowest stage's. Never pass/fail.
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import statistics
@@ -27,40 +26,16 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 STACK = REPO / "deploy" / "local" / "stack"
 
-
-def make_images(root: Path, n: int, size: tuple[int, int]) -> list[Path]:
-    """Distinct photo-like JPEGs (no two share bytes, so the cache never answers)."""
-    rng = np.random.default_rng(0)
-    w, h = size
-    y, x = np.mgrid[0:h, 0:w].astype(np.float32)
-    paths = []
-    for i in range(n):
-        f = rng.uniform(10, 60, 3)
-        img = np.stack([np.sin(x / f[0] + i), np.cos(y / f[1] - i), np.sin((x + y) / f[2])], -1) * 0.4 + 0.5
-        img += rng.normal(0, 0.03, img.shape)
-        buf = io.BytesIO()
-        Image.fromarray((np.clip(img, 0, 1) * 255).astype(np.uint8)).save(buf, "JPEG", quality=90)
-        p = root / f"b{i:05d}.jpg"
-        p.write_bytes(buf.getvalue())
-        paths.append(p)
-    return paths
+from bench.common import distinct_jpegs, rss_mb  # noqa: E402 (needs REPO on sys.path)
 
 
 def pct(values: list[float], q: float) -> float:
     return float(np.percentile(values, q)) if values else float("nan")
-
-
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def baselines(paths: list[Path], predictor, batch: int) -> dict[str, float]:
@@ -150,7 +125,7 @@ def main() -> int:
     try:
         with tempfile.TemporaryDirectory() as tmp:
             root = Path(tmp)
-            paths = make_images(root, args.images, size)
+            paths = distinct_jpegs(root, args.images, size)
             base = baselines(paths[: min(len(paths), 128)], predictor, args.batch)
             pipe = run_pipeline(paths, root, env, args.batch)
     finally:

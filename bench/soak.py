@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import io
 import json
 import os
 import subprocess
@@ -31,36 +30,17 @@ import uuid
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 STACK = REPO / "deploy" / "local" / "stack"
 
-
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+from bench.common import distinct_jpegs, rss_mb  # noqa: E402 (needs REPO on sys.path)
 
 
 def make_pool(root: Path, n: int, size=(480, 360)) -> list[tuple[str, str]]:
     """n distinct JPEGs -> [(name, sha256)]."""
-    rng = np.random.default_rng(1)
-    w, h = size
-    y, x = np.mgrid[0:h, 0:w].astype(np.float32)
-    out = []
-    for i in range(n):
-        f = rng.uniform(8, 60, 3)
-        img = np.stack([np.sin(x / f[0] + i), np.cos(y / f[1] - i), np.sin((x + y) / f[2] + i * 0.1)], -1) * 0.4 + 0.5
-        buf = io.BytesIO()
-        Image.fromarray((np.clip(img, 0, 1) * 255).astype(np.uint8)).save(buf, "JPEG", quality=88)
-        data = buf.getvalue()
-        name = f"p{i:05d}.jpg"
-        (root / name).write_bytes(data)
-        out.append((name, hashlib.sha256(data).hexdigest()))
-    return out
+    return [(p.name, hashlib.sha256(p.read_bytes()).hexdigest()) for p in distinct_jpegs(root, n, size, prefix="p", seed=1)]
 
 
 class Reader(threading.Thread):

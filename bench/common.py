@@ -1,0 +1,34 @@
+"""Pieces both benchmarks use: distinct test images and a process's resident memory."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+
+def distinct_jpegs(root: Path, n: int, size: tuple[int, int], prefix: str = "b", seed: int = 0) -> list[Path]:
+    """n photo-like JPEGs whose bytes all differ, so the cache never answers for them."""
+    rng = np.random.default_rng(seed)
+    w, h = size
+    y, x = np.mgrid[0:h, 0:w].astype(np.float32)
+    paths = []
+    for i in range(n):
+        f = rng.uniform(8, 60, 3)
+        img = np.stack([np.sin(x / f[0] + i), np.cos(y / f[1] - i), np.sin((x + y) / f[2] + i * 0.1)], -1) * 0.4 + 0.5
+        img += rng.normal(0, 0.03, img.shape)
+        buf = io.BytesIO()
+        Image.fromarray((np.clip(img, 0, 1) * 255).astype(np.uint8)).save(buf, "JPEG", quality=90)
+        p = root / f"{prefix}{i:05d}.jpg"
+        p.write_bytes(buf.getvalue())
+        paths.append(p)
+    return paths
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
