@@ -54,6 +54,7 @@ def open_rgb(data: bytes, limits: DecodeLimits, min_side: int = 0) -> tuple[Imag
         raise DecodeError("file is empty", ReasonCode.UNREADABLE)
     try:
         with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # malformed-tag notes from TIFF/EXIF parsing: not actionable
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             img = Image.open(io.BytesIO(data))
     except UnidentifiedImageError:
