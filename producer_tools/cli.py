@@ -138,7 +138,8 @@ def cmd_dlq(args) -> int:
         n += 1
     if p is not None:
         p.flush(30)
-        c.commit(asynchronous=False) if n else None
+        if n:
+            c.commit(asynchronous=False)  # the group remembers what was replayed
     c.close()
     print(f"{'replayed' if args.action == 'replay' else 'listed'} {n} DLQ records", file=sys.stderr)
     return 0
@@ -194,17 +195,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--via", choices=["file", "http"], default="file", help="how the worker reaches local files")
     p.add_argument("--base-url", help="with --via http: the `imagegate serve` address")
     p.add_argument("--root", help="root the URLs are relative to (default: the folder given)")
-    p.add_argument("--policy"), p.add_argument("--role", choices=["main", "gallery"], default="main")
+    p.add_argument("--policy", help="policy profile")
+    p.add_argument("--role", choices=["main", "gallery"], default="main")
     p.add_argument("--listing-id")
     p.add_argument("--with-sha", action="store_true", help="include content_sha256 (enables cache hits before fetch)")
     p.set_defaults(func=cmd_publish)
 
     p = sub.add_parser("serve", help="serve a folder over HTTP")
-    p.add_argument("dir"), p.add_argument("--host", default="127.0.0.1"), p.add_argument("--port", type=int, default=8765)
+    p.add_argument("dir")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8765)
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("tail", help="print events from a topic")
-    p.add_argument("--topic"), p.add_argument("--count", type=int), p.add_argument("--timeout", type=float)
+    p.add_argument("--topic", help="default: the output topic")
+    p.add_argument("--count", type=int, help="stop after this many events")
+    p.add_argument("--timeout", type=float, help="stop after this many seconds")
     p.add_argument("--from-beginning", action="store_true")
     p.set_defaults(func=cmd_tail)
 
@@ -219,14 +225,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_dlq)
 
     p = sub.add_parser("loadgen", help="publish many events for one image URL")
-    p.add_argument("url"), p.add_argument("--count", type=int, default=1000), p.add_argument("--policy")
+    p.add_argument("url")
+    p.add_argument("--count", type=int, default=1000)
+    p.add_argument("--policy")
     p.set_defaults(func=cmd_loadgen)
 
     p = sub.add_parser("score", help="score image files offline with the worker's own path")
     p.add_argument("paths", nargs="+", help="files, folders or globs")
     p.add_argument("--format", choices=["table", "jsonl"], default="table")
-    p.add_argument("--policy", help="policy profile"), p.add_argument("--role", choices=["main", "gallery"], default="main")
-    p.add_argument("--model", help="weights file (default: shipped weights)"), p.add_argument("--device")
+    p.add_argument("--policy", help="policy profile")
+    p.add_argument("--role", choices=["main", "gallery"], default="main")
+    p.add_argument("--model", help="weights file (default: shipped weights)")
+    p.add_argument("--device")
     p.add_argument("--batch-size", type=int, default=32)
     p.set_defaults(func=cmd_score)
     return ap
