@@ -59,12 +59,9 @@ class OffsetTracker:
                 p.next_commit = first + 1
             return True
 
-    def in_flight(self, topic: str | None = None, partition: int | None = None) -> int:
+    def in_flight(self) -> int:
         with self._lock:
-            if topic is None:
-                return sum(len(p.order) for p in self._parts.values())
-            p = self._parts.get((topic, partition))
-            return len(p.order) if p else 0
+            return sum(len(p.order) for p in self._parts.values())
 
     def in_flight_for(self, keys: list[tuple[str, int]]) -> int:
         with self._lock:
@@ -81,7 +78,3 @@ class OffsetTracker:
                     p.stored = p.next_commit
                     out.append((key[0], key[1], p.next_commit))
         return out
-
-    def committed_positions(self) -> dict[tuple[str, int], int | None]:
-        with self._lock:
-            return {k: p.next_commit for k, p in self._parts.items()}
