@@ -297,48 +297,40 @@ def ensure_jars(verbose: bool = True) -> Path:
     return libs
 
 
-def ensure_redis() -> None:
-    if shutil.which("redis-server"):
-        say(f"redis-server: present ({shutil.which('redis-server')})")
-        return
+def ensure_debian_package(command: str, package: str, what: str) -> bool:
+    """Make `command` available, apt-installing Debian's `package` when it is missing.
+
+    Returns True when it installed the package. apt-get update runs only if the first try fails.
+    """
+    if shutil.which(command):
+        say(f"{command}: present ({shutil.which(command)})")
+        return False
     if not shutil.which("apt-get"):
-        raise StackError("redis-server is missing and apt-get is not available; install Redis 7 yourself")
+        raise StackError(f"{command} is missing and apt-get is not available; install {what} yourself")
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    apt = ["apt-get", "install", "-y", "--no-install-recommends", "redis-server"]
-    say("redis-server: missing, running " + " ".join(apt))
-    if os.geteuid() != 0:
-        apt = ["sudo", "-n"] + apt
-    r = subprocess.run(apt, env=env)
-    if r.returncode != 0:
-        upd = (["sudo", "-n"] if os.geteuid() != 0 else []) + ["apt-get", "update"]
-        say("redis-server: install failed, running apt-get update and retrying")
-        subprocess.run(upd, env=env, check=False)
-        r = subprocess.run(apt, env=env)
-    if r.returncode != 0 or not shutil.which("redis-server"):
-        raise StackError("could not install redis-server with apt-get")
-    say("redis-server: installed")
+    sudo = ["sudo", "-n"] if os.geteuid() != 0 else []
+    apt = sudo + ["apt-get", "install", "-y", "--no-install-recommends", package]
+    say(f"{command}: missing, running " + " ".join(apt))
+    if subprocess.run(apt, env=env).returncode != 0:
+        say(f"{command}: install failed, running apt-get update and retrying")
+        subprocess.run(sudo + ["apt-get", "update"], env=env, check=False)
+        subprocess.run(apt, env=env)
+    if not shutil.which(command):
+        raise StackError(f"could not install {package} ({command}) with apt-get")
+    say(f"{command}: installed")
+    return True
+
+
+def ensure_redis() -> None:
+    ensure_debian_package("redis-server", "redis-server", "Redis 7")
 
 
 def ensure_prometheus() -> None:
     """promtool + prometheus (Debian's `prometheus` package) for tests/observability."""
-    if shutil.which("promtool"):
-        say(f"promtool: present ({shutil.which('promtool')})")
-        return
-    if not shutil.which("apt-get"):
-        raise StackError("promtool is missing and apt-get is not available; install Prometheus 2.x yourself")
-    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    sudo = ["sudo", "-n"] if os.geteuid() != 0 else []
-    apt = sudo + ["apt-get", "install", "-y", "--no-install-recommends", "prometheus"]
-    say("promtool: missing, running " + " ".join(apt))
-    if subprocess.run(apt, env=env).returncode != 0:
-        subprocess.run(sudo + ["apt-get", "update"], env=env, check=False)
-        subprocess.run(apt, env=env)
-    if not shutil.which("promtool"):
-        raise StackError("could not install prometheus (promtool) with apt-get")
-    # The package starts a system prometheus on :9090; the tests run their own.
-    if shutil.which("systemctl"):
+    if ensure_debian_package("promtool", "prometheus", "Prometheus 2.x") and shutil.which("systemctl"):
+        # The package starts a system prometheus on :9090; the tests run their own.
+        sudo = ["sudo", "-n"] if os.geteuid() != 0 else []
         subprocess.run(sudo + ["systemctl", "disable", "--now", "prometheus"], capture_output=True, check=False)
-    say("promtool: installed")
 
 
 def cmd_install(args) -> int:
