@@ -9,7 +9,7 @@ import pytest
 import redis
 
 from tests.harness import Collector, Stack, Topics, WorkerProcess, free_port
-from tests.images import variants
+from tests.images import encode, photo, variants
 from tests.origin import Origin
 
 
@@ -39,6 +39,18 @@ def images(tmp_path):
         for name, data in variants(seed).items():
             (root / f"s{seed}-{name}").write_bytes(data)
     return root
+
+
+@pytest.fixture
+def small_origin(tmp_path):
+    """An origin for fetch tests: a.jpg (tiny photo) and big.bin (300 kB of random bytes)."""
+    root = tmp_path / "small-origin"
+    root.mkdir()
+    (root / "a.jpg").write_bytes(encode(photo(64, 48)))
+    (root / "big.bin").write_bytes(os.urandom(300_000))
+    o = Origin(root)
+    yield o
+    o.close()
 
 
 @pytest.fixture

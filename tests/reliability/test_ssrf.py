@@ -1,7 +1,7 @@
 """SSRF guard, attacked: every way of spelling an internal address, every way out of file_root.
 
-These tests run the real Fetcher against a real local origin (tests/origin.py). Loopback is
-refused by default; the tests that need their own origin allow 127.0.0.0/8 explicitly, and
+These tests run the real Fetcher against a real local small_origin (tests/small_origin.py). Loopback is
+refused by default; the tests that need their own small_origin allow 127.0.0.0/8 explicitly, and
 `test_default_guard_refuses_every_loopback_spelling` proves the default refuses it.
 """
 
@@ -15,19 +15,8 @@ import pytest
 
 from consumer.events import ReasonCode
 from consumer.fetch import MAX_URL_LENGTH, BlockedURL, Fetcher, FetchError, FetchLimits
-from tests.images import encode, photo
-from tests.origin import Origin
 
 LOOPBACK = ("127.0.0.0/8",)
-
-
-@pytest.fixture
-def origin(tmp_path):
-    (tmp_path / "a.jpg").write_bytes(encode(photo(64, 48)))
-    (tmp_path / "big.bin").write_bytes(os.urandom(300_000))
-    o = Origin(tmp_path)
-    yield o
-    o.close()
 
 
 def default() -> Fetcher:
@@ -40,25 +29,25 @@ def allowing_loopback(**kw) -> Fetcher:
     return Fetcher(FetchLimits(**base))
 
 
-def port_of(origin: Origin) -> int:
-    return origin.server.server_address[1]
+def port_of(small_origin: Origin) -> int:
+    return small_origin.server.server_address[1]
 
 
 @pytest.mark.parametrize("host", [
     "127.0.0.1", "127.1", "2130706433", "0x7f.1", "0x7f000001", "017700000001", "0177.0.0.1",
     "localhost", "LOCALHOST", "[::ffff:127.0.0.1]", "[::ffff:7f00:1]",
 ])
-def test_default_guard_refuses_every_loopback_spelling(origin, host):
+def test_default_guard_refuses_every_loopback_spelling(small_origin, host):
     """Decimal, hex, octal, short and IPv4-mapped forms all resolve to 127.0.0.1 and are refused
-    before any connection is made (the origin sees no request)."""
+    before any connection is made (the small_origin sees no request)."""
     with pytest.raises(BlockedURL, match="not public"):
-        default().fetch(f"http://{host}:{port_of(origin)}/img/a.jpg")
-    assert origin.hits == {}
+        default().fetch(f"http://{host}:{port_of(small_origin)}/img/a.jpg")
+    assert small_origin.hits == {}
 
 
-def test_the_same_urls_fetch_when_loopback_is_explicitly_allowed(origin):
+def test_the_same_urls_fetch_when_loopback_is_explicitly_allowed(small_origin):
     for host in ("127.0.0.1", "2130706433", "0x7f.1", "localhost"):
-        assert allowing_loopback().fetch(f"http://{host}:{port_of(origin)}/img/a.jpg").data[:2] == b"\xff\xd8"
+        assert allowing_loopback().fetch(f"http://{host}:{port_of(small_origin)}/img/a.jpg").data[:2] == b"\xff\xd8"
 
 
 @pytest.mark.parametrize("ip", [
@@ -98,65 +87,65 @@ def test_dns_name_resolving_to_a_private_address_is_refused(monkeypatch):
         default().fetch("http://images.attacker.example/x.jpg")
 
 
-def test_userinfo_tricks_are_refused(origin):
-    p = port_of(origin)
+def test_userinfo_tricks_are_refused(small_origin):
+    p = port_of(small_origin)
     for url in (f"http://public.example.com@127.0.0.1:{p}/img/a.jpg", f"http://user:pw@127.0.0.1:{p}/img/a.jpg",
                 f"http://127.0.0.1:{p}\\@public.example.com/img/a.jpg"):
         with pytest.raises(BlockedURL, match="userinfo"):
             allowing_loopback().fetch(url)  # refused even where loopback is allowed
-    assert origin.hits == {}
+    assert small_origin.hits == {}
 
 
-def test_over_long_url_is_refused(origin):
-    url = f"{origin.url}/img/a.jpg?" + "x" * MAX_URL_LENGTH
+def test_over_long_url_is_refused(small_origin):
+    url = f"{small_origin.url}/img/a.jpg?" + "x" * MAX_URL_LENGTH
     with pytest.raises(BlockedURL, match="characters"):
         allowing_loopback().fetch(url)
-    assert origin.hits == {}
+    assert small_origin.hits == {}
 
 
-def test_redirect_to_private_address_is_refused_at_the_hop(origin):
+def test_redirect_to_private_address_is_refused_at_the_hop(small_origin):
     for target in ("http://10.0.0.1/x.jpg", "http://169.254.169.254/latest/meta-data/", "http://[::1]/x",
                    "http://2130706434/x"):  # 127.0.0.2: outside the /32 allowed here
         with pytest.raises(BlockedURL):
             Fetcher(FetchLimits(allow_networks=(f"127.0.0.1/32",), retries=0)).fetch(
-                f"{origin.url}/redirect?to={target}")
+                f"{small_origin.url}/redirect?to={target}")
 
 
-def test_redirect_to_file_url_is_refused_even_when_file_is_allowed(origin, tmp_path):
-    root = tmp_path
+def test_redirect_to_file_url_is_refused_even_when_file_is_allowed(small_origin):
+    root = small_origin.root
     f = allowing_loopback(allowed_schemes=("http", "https", "file"), file_root=root)
     assert f.fetch(f"file://{root}/a.jpg").data[:2] == b"\xff\xd8"  # direct file:// is fine
     with pytest.raises(BlockedURL, match="redirect to a file"):
-        f.fetch(f"{origin.url}/redirect?to=file://{root}/a.jpg")
+        f.fetch(f"{small_origin.url}/redirect?to=file://{root}/a.jpg")
 
 
-def test_redirect_to_disallowed_scheme_is_refused(origin):
+def test_redirect_to_disallowed_scheme_is_refused(small_origin):
     for target in ("gopher://127.0.0.1:70/x", "ftp://127.0.0.1/x", "file:///etc/passwd"):
         with pytest.raises(BlockedURL):
-            allowing_loopback().fetch(f"{origin.url}/redirect?to={target}")
+            allowing_loopback().fetch(f"{small_origin.url}/redirect?to={target}")
 
 
-def test_redirect_chain_is_bounded(origin):
-    u = f"{origin.url}/img/a.jpg"
+def test_redirect_chain_is_bounded(small_origin):
+    u = f"{small_origin.url}/img/a.jpg"
     for _ in range(4):
-        u = f"{origin.url}/redirect?to={u}"
+        u = f"{small_origin.url}/redirect?to={u}"
     with pytest.raises(FetchError, match="more than 3 redirects"):
         allowing_loopback(max_redirects=3).fetch(u)
     assert allowing_loopback(max_redirects=4).fetch(u).url.endswith("/img/a.jpg")
 
 
-def test_response_size_bounded_with_and_without_content_length(origin):
+def test_response_size_bounded_with_and_without_content_length(small_origin):
     with pytest.raises(FetchError) as e:
-        allowing_loopback(max_bytes=100_000).fetch(f"{origin.url}/img/big.bin")
+        allowing_loopback(max_bytes=100_000).fetch(f"{small_origin.url}/img/big.bin")
     assert e.value.code is ReasonCode.TOO_LARGE
     with pytest.raises(FetchError) as e:  # no Content-Length: counted as it streams
-        allowing_loopback(max_bytes=100_000).fetch(f"{origin.url}/chunked/big.bin")
+        allowing_loopback(max_bytes=100_000).fetch(f"{small_origin.url}/chunked/big.bin")
     assert e.value.code is ReasonCode.TOO_LARGE
 
 
-def test_gzip_body_is_never_inflated(origin):
+def test_gzip_body_is_never_inflated(small_origin):
     """A 'gzip bomb' (small on the wire, huge inflated) is returned as the raw bytes it is."""
-    got = allowing_loopback(max_bytes=1 << 20).fetch(f"{origin.url}/gzipbomb")
+    got = allowing_loopback(max_bytes=1 << 20).fetch(f"{small_origin.url}/gzipbomb")
     assert len(got.data) < (1 << 20) and got.data[:2] == b"\x1f\x8b"
 
 

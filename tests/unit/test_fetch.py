@@ -1,23 +1,11 @@
 import ipaddress
-import os
 
 import pytest
 
 from consumer.events import ReasonCode
 from consumer.fetch import BlockedURL, Fetcher, FetchError, FetchLimits
-from tests.images import encode, photo
-from tests.origin import Origin
 
 LOOPBACK = ("127.0.0.0/8",)
-
-
-@pytest.fixture
-def origin(tmp_path):
-    (tmp_path / "a.jpg").write_bytes(encode(photo(64, 48)))
-    (tmp_path / "big.jpg").write_bytes(os.urandom(300_000))
-    o = Origin(tmp_path)
-    yield o
-    o.close()
 
 
 def fetcher(**kw) -> Fetcher:
@@ -26,15 +14,15 @@ def fetcher(**kw) -> Fetcher:
     return Fetcher(FetchLimits(**base))
 
 
-def test_fetches_image_bytes(origin, tmp_path):
-    got = fetcher().fetch(f"{origin.url}/img/a.jpg")
-    assert got.data == (tmp_path / "a.jpg").read_bytes() and got.attempts == 1
+def test_fetches_image_bytes(small_origin):
+    got = fetcher().fetch(f"{small_origin.url}/img/a.jpg")
+    assert got.data == (small_origin.root / "a.jpg").read_bytes() and got.attempts == 1
 
 
-def test_loopback_is_refused_by_default(origin):
+def test_loopback_is_refused_by_default(small_origin):
     with pytest.raises(BlockedURL, match="not public"):
-        Fetcher(FetchLimits()).fetch(f"{origin.url}/img/a.jpg")
-    assert origin.hits == {}  # refused before any connection
+        Fetcher(FetchLimits()).fetch(f"{small_origin.url}/img/a.jpg")
+    assert small_origin.hits == {}  # refused before any connection
 
 
 @pytest.mark.parametrize("ip", ["10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254", "224.0.0.1", "::1", "fe80::1", "::ffff:127.0.0.1", "0.0.0.0"])
@@ -47,16 +35,16 @@ def test_public_address_passes_the_guard():
     Fetcher(FetchLimits()).check_address(ipaddress.ip_address("93.184.216.34"))
 
 
-def test_redirect_is_rechecked_at_every_hop(origin):
-    # Allowed origin redirects to a private address: the second hop must be refused.
+def test_redirect_is_rechecked_at_every_hop(small_origin):
+    # Allowed small_origin redirects to a private address: the second hop must be refused.
     with pytest.raises(BlockedURL, match="10.0.0.1"):
-        fetcher().fetch(f"{origin.url}/redirect?to=http://10.0.0.1/x.jpg")
-    ok = fetcher().fetch(f"{origin.url}/redirect?to={origin.url}/img/a.jpg")
+        fetcher().fetch(f"{small_origin.url}/redirect?to=http://10.0.0.1/x.jpg")
+    ok = fetcher().fetch(f"{small_origin.url}/redirect?to={small_origin.url}/img/a.jpg")
     assert ok.url.endswith("/img/a.jpg")
 
 
-def test_redirect_count_is_bounded(origin):
-    loop = f"{origin.url}/redirect?to={origin.url}/redirect?to={origin.url}/img/a.jpg"
+def test_redirect_count_is_bounded(small_origin):
+    loop = f"{small_origin.url}/redirect?to={small_origin.url}/redirect?to={small_origin.url}/img/a.jpg"
     with pytest.raises(FetchError, match="redirects"):
         fetcher(max_redirects=1).fetch(loop)
 
@@ -66,21 +54,21 @@ def test_bad_scheme_refused():
         fetcher().fetch("gopher://x/y")
 
 
-def test_404_is_permanent_and_not_retried(origin):
+def test_404_is_permanent_and_not_retried(small_origin):
     with pytest.raises(FetchError) as e:
-        fetcher().fetch(f"{origin.url}/status/404")
-    assert not e.value.transient and origin.hits["/status/404"] == 1
+        fetcher().fetch(f"{small_origin.url}/status/404")
+    assert not e.value.transient and small_origin.hits["/status/404"] == 1
 
 
-def test_5xx_is_retried_then_recovers(origin):
-    got = fetcher(retries=3).fetch(f"{origin.url}/flaky/2/a.jpg")
+def test_5xx_is_retried_then_recovers(small_origin):
+    got = fetcher(retries=3).fetch(f"{small_origin.url}/flaky/2/a.jpg")
     assert got.attempts == 3
 
 
-def test_5xx_gives_up_after_configured_retries(origin):
+def test_5xx_gives_up_after_configured_retries(small_origin):
     with pytest.raises(FetchError, match="gave up after 3 attempts"):
-        fetcher(retries=2).fetch(f"{origin.url}/status/503")
-    assert origin.hits["/status/503"] == 3
+        fetcher(retries=2).fetch(f"{small_origin.url}/status/503")
+    assert small_origin.hits["/status/503"] == 3
 
 
 def test_connection_refused_is_transient():
@@ -95,15 +83,15 @@ def test_connection_refused_is_transient():
     assert e.value.transient and "gave up after 2 attempts" in str(e.value)
 
 
-def test_size_limit(origin):
+def test_size_limit(small_origin):
     with pytest.raises(FetchError) as e:
-        fetcher(max_bytes=100_000).fetch(f"{origin.url}/img/big.jpg")
+        fetcher(max_bytes=100_000).fetch(f"{small_origin.url}/img/big.bin")
     assert e.value.code is ReasonCode.TOO_LARGE
 
 
-def test_trickling_origin_hits_the_whole_transfer_deadline(origin):
+def test_trickling_origin_hits_the_whole_transfer_deadline(small_origin):
     with pytest.raises(FetchError, match="longer than"):
-        fetcher(timeout_s=0.5, retries=0).fetch(f"{origin.url}/slow/a.jpg")
+        fetcher(timeout_s=0.5, retries=0).fetch(f"{small_origin.url}/slow/a.jpg")
 
 
 def test_file_urls_confined_to_root(tmp_path):
