@@ -129,8 +129,7 @@ def test_broker_stopped_20s_mid_stream(pipeline, origin, images, stream_images, 
     try:
         assert progress.until(lambda: progress.done() >= 0.3 * N, 120, w.alive), w.log_tail()
         stack.run("stop", "kafka")
-        t_stop = time.monotonic()
-        time.sleep(max(0.0, 20 - (time.monotonic() - t_stop)))
+        time.sleep(20)
         assert w.alive(), "worker died while the broker was down\n" + w.log_tail()
     finally:
         stack.run("start", "kafka")
