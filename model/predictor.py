@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from PIL import Image
 
-from .architecture import QualityNet
+from .architecture import IMAGENET_WHEEL, QualityNet, load_imagenet_lite0, trunk_digest
 from .data import preprocess_image
 
 FORMAT = "imagegate-model/1"
@@ -67,6 +67,20 @@ def _resolve_device(device: str | torch.device) -> torch.device:
     return torch.device(device)
 
 
+def _load_referenced_trunk(net: QualityNet, trunk: dict) -> None:
+    """Fill the frozen trunk from the pinned ImageNet wheel and check it is the one trained on."""
+    if trunk.get("source") != IMAGENET_WHEEL:
+        raise ValueError(f"unknown trunk source {trunk.get('source')!r} (expected {IMAGENET_WHEEL!r})")
+    try:
+        load_imagenet_lite0(net.trunk)
+    except ImportError as e:
+        raise ValueError(f"trunk weights come from the {IMAGENET_WHEEL} package, which is not installed") from e
+    got = trunk_digest(net.trunk)
+    if got != trunk.get("sha1"):
+        raise ValueError(f"installed {IMAGENET_WHEEL} trunk has digest {got}, the heads were trained on "
+                         f"{trunk.get('sha1')}; install the version pinned in requirements.lock")
+
+
 def load(path: str | os.PathLike | None = None, device: str = "auto") -> Predictor:
     """Load a weights file written by ``model.train`` (or ``model.testing``); None -> DEFAULT_WEIGHTS.
 
@@ -86,7 +100,12 @@ def load(path: str | os.PathLike | None = None, device: str = "auto") -> Predict
     try:
         net = QualityNet(str(meta["arch"]), int(meta["input_size"]), tuple(meta["heads"]),
                          int(meta.get("quality_hidden", 0)))
-        net.load_state_dict({k: v.float() for k, v in blob["state_dict"].items()}, strict=True)
+        state = {k: v.float() for k, v in blob["state_dict"].items()}
+        trunk = meta.get("trunk")
+        if trunk is not None and not any(k.startswith("trunk.") for k in state):
+            _load_referenced_trunk(net, trunk)
+            state.update({f"trunk.{k}": v for k, v in net.trunk.state_dict().items()})
+        net.load_state_dict(state, strict=True)
     except (KeyError, ValueError, RuntimeError, TypeError) as e:
         raise ModelLoadError(f"{p}: weights do not match their metadata: {e}") from e
     return Predictor(net, meta, _resolve_device(device))
