@@ -8,12 +8,13 @@ its multi-level mean/std features (see ``architecture``) are cached under
 * blur, noise, compression, under-/over-exposure, overlay: L2 logistic regression
   on the synthetic training table (graded distortions of package photographs and
   of BIQ2021 training photos; labels from ``distortions``);
-* quality: one MLP ensemble fitted jointly to BIQ2021 MOS (training part of the
-  fixed split) and to MOS-scale grades of the synthetic images, so it ranks real
-  photos like people do *and* ranks clean > mildly > strongly damaged images.
+* quality: one MLP ensemble trained on MSE to BIQ2021 MOS (training part of the
+  fixed split) plus a pairwise ranking loss on the synthetic grades, so it ranks
+  real photos like people do *and* ranks clean > mildly > strongly damaged images.
 
-All regularisation strengths are picked by cross-validation on training data
-only; the BIQ validation split and the synthetic test set are not touched here.
+Regularisation strengths and the ranking loss's weight are picked on training data
+only (cross-validation / a grouped hold-out); the BIQ validation split and the
+synthetic test set are not touched here.
 """
 
 from __future__ import annotations
@@ -289,7 +290,7 @@ def main(argv: list[str] | None = None) -> None:
     # The clean BIQ photos that were distorted join the synthetic table as level-0 images
     # (negatives for the detectors; the quality fit already has them with their MOS).
     src = sorted({it.source - synthetic.BIQ_SOURCE_BASE for it in qitems})
-    clean = [synthetic.Item(synthetic.BIQ_SOURCE_BASE + i, [], 0, names[i]) for i in src]
+    clean = [synthetic.Item(synthetic.BIQ_SOURCE_BASE + i, [], 0) for i in src]
     fsyn = np.concatenate([fs, fq, fb[src]])
     syn_items = items + qitems + clean
     print(f"features ready: BIQ {fb.shape}, synthetic train {fsyn.shape} ({time.time() - t0:.0f}s)", flush=True)
