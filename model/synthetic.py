@@ -170,7 +170,7 @@ BIQ_SOURCE_BASE = 100_000  # Item.source for BIQ2021-sourced items: BIQ_SOURCE_B
 
 @dataclass
 class Item:
-    source: int  # index into sources(), or BIQ_SOURCE_BASE + BIQ2021 image index (then ``path`` is set)
+    source: int  # index into sources(), or BIQ_SOURCE_BASE + BIQ2021 image index (distorted ones carry ``path``)
     steps: list[tuple[str, int]]
     seed: int
     path: str = ""

@@ -1,0 +1,67 @@
+"""Training-side pieces that need neither the datasets nor the Debian image packages."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from model import synthetic
+from model.evaluate import _per_series_srocc
+from model.train import _rank_loss
+
+
+def _fake_biq(tmp_path: Path) -> tuple[list[Path], np.ndarray]:
+    rng = np.random.default_rng(0)
+    paths, mos = [], []
+    for i in range(12):
+        size = (512, 512) if i != 5 else (640, 480)
+        p = tmp_path / f"ss03_{i}.jpg"
+        Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)).save(p)
+        paths.append(p)
+        mos.append(i / 12)
+    return paths, np.array(mos)
+
+
+def test_biq_items_use_only_good_512px_training_photos(tmp_path: Path) -> None:
+    paths, mos = _fake_biq(tmp_path)
+    train_idx = np.array([0, 2, 4, 5, 6, 8, 10, 11])  # 1, 3, 7, 9 play the validation split
+    r0 = synthetic.build_biq_items(paths, mos, train_idx, seed=0, rnd=0)
+    r1 = synthetic.build_biq_items(paths, mos, train_idx, seed=0, rnd=1)
+    med = np.median(mos[train_idx])
+    used = {it.source - synthetic.BIQ_SOURCE_BASE for it in r0 + r1}
+    assert used == {i for i in train_idx if mos[i] >= med and i != 5}  # 5 is not 512 x 512
+    for it in r0:  # round 0: two distinct single distortions per photo
+        assert len(it.steps) == 1 and 1 <= it.level <= 4
+    for i in used:
+        kinds0 = [it.steps[0][0] for it in r0 if it.source == synthetic.BIQ_SOURCE_BASE + i]
+        assert len(kinds0) == 2 and kinds0[0] != kinds0[1]
+        steps1 = [it.steps for it in r1 if it.source == synthetic.BIQ_SOURCE_BASE + i]
+        assert sorted(len(s) for s in steps1) == [1, 2]  # round 1: one single, one mixture
+    keys = [it.key for it in r0 + r1]
+    assert len(set(keys)) == len(keys)
+    assert [it.key for it in synthetic.build_biq_items(paths, mos, train_idx, seed=0, rnd=0)] == keys[: len(r0)]
+    img = synthetic.CropBank().render(r0[0])
+    assert img.size == (512, 512) and img.mode == "RGB"
+    assert not np.array_equal(np.asarray(img), np.asarray(Image.open(r0[0].path).convert("RGB")))
+
+
+def test_rank_loss_is_zero_only_when_worse_grades_score_lower_by_the_margin() -> None:
+    level = torch.tensor([0.0, 1.0, 2.0])
+    assert float(_rank_loss(torch.tensor([1.0, 0.5, 0.0]), level, margin=0.4)) == 0.0
+    assert float(_rank_loss(torch.tensor([1.0, 0.7, 0.0]), level, margin=0.4)) > 0.0  # 1 vs 0 within margin
+    assert float(_rank_loss(torch.tensor([0.0, 0.5, 1.0]), level, margin=0.4)) > 1.0  # order reversed
+    assert float(_rank_loss(torch.tensor([3.0, 1.0]), torch.tensor([2.0, 2.0]), margin=0.4)) == 0.0  # ties free
+
+
+def test_per_series_srocc_ranks_within_one_photo_and_type_only() -> None:
+    kinds = np.array(["clean", "blur", "blur", "noise", "noise"] * 2)
+    level = np.array([0, 1, 2, 1, 2] * 2)
+    source = np.repeat([0, 1], 5)
+    good = np.array([9, 8, 7, 8, 7, 2, 1, 0, 1, 0], float)  # photo 1 scores low overall: irrelevant here
+    assert _per_series_srocc(good, level, source, kinds) == 1.0
+    bad = good.copy()
+    bad[[1, 2]] = bad[[2, 1]]  # photo 0, blur: level 2 above level 1
+    assert _per_series_srocc(bad, level, source, kinds) < 1.0
