@@ -22,6 +22,7 @@ from PIL import Image
 from .distortions import DISTORTIONS, LEVELS, apply, head_labels
 
 CROP = 512
+ZOOM_MAX_SHORT = 768  # largest short side (px) an extra training view is resized to
 MIXES = (("noise", "jpeg"), ("gaussian_blur", "noise"), ("underexposure", "noise"), ("downscale", "jpeg"),
          ("overlay", "jpeg"), ("overexposure", "low_contrast"), ("motion_blur", "noise"), ("overlay", "gaussian_blur"))
 
@@ -153,10 +154,19 @@ def load_source(s: Source) -> Image.Image:
     return img.convert("RGB")
 
 
-def clean_crop(img: Image.Image, rng: np.random.Generator, jitter: bool) -> Image.Image:
-    """Resize so the short side is 512..640 px (512 for test), then crop 512x512."""
-    short = int(rng.integers(CROP, 641)) if jitter else CROP
+def clean_crop(img: Image.Image, rng: np.random.Generator, jitter: bool, zoom: bool = False) -> Image.Image:
+    """Resize so the short side is 512..640 px (512 for test), then crop 512x512.
+
+    ``zoom`` (extra training views): the short side is drawn from 512 to 768 px (never beyond
+    the photo's own), so large photos also give other, slightly closer views of the scene.  Not
+    closer than that: a tight crop of a shallow-depth-of-field photo can be all bokeh, which
+    would enter training as a "clean" image.
+    """
     w, h = img.size
+    if zoom:
+        short = int(rng.integers(CROP, max(CROP, min(w, h, ZOOM_MAX_SHORT)) + 1))
+    else:
+        short = int(rng.integers(CROP, 641)) if jitter else CROP
     s = short / min(w, h)
     img = img.resize((max(CROP, round(w * s)), max(CROP, round(h * s))), Image.BICUBIC)
     w, h = img.size
@@ -174,6 +184,7 @@ class Item:
     steps: list[tuple[str, int]]
     seed: int
     path: str = ""
+    view: int = 0  # which crop of a package photo (0 = the original one; see ``build_items``)
 
     @property
     def level(self) -> int:
@@ -184,29 +195,38 @@ class Item:
     def key(self) -> str:
         if self.path:
             return f"biq:{os.path.basename(self.path)}:{self.steps}:{self.seed}"
-        return f"{self.source}:{self.steps}:{self.seed}"
+        return f"{self.source}:{self.steps}:{self.seed}" + (f":v{self.view}" if self.view else "")
 
 
-def build_items(split: str, seed: int = 0) -> list[Item]:
+def build_items(split: str, seed: int = 0, view: int = 0) -> list[Item]:
     """Train: clean + every distortion at 2 random levels + 2 mixtures per source.
-    Test: clean + every distortion at every level (single distortions only)."""
+    Test: clean + every distortion at every level (single distortions only).
+
+    ``view`` > 0 (training only): the same recipe on another crop of each training photo
+    (``clean_crop`` with ``zoom``).  Why: the test photos are package photographs, and the 45
+    training ones are the closest scenes to them; more views of each give the ranking loss
+    more of that domain than a single crop.  Each view is cached on its own.
+    """
+    if view and split != "train":
+        raise ValueError("extra views exist for the training split only")
     items: list[Item] = []
     for i, s in enumerate(sources()):
         if s.split != split:
             continue
         # One generator per source, keyed by its file: adding or removing a source leaves the
         # items (and cached features) of every other source unchanged.
-        rng = np.random.default_rng([seed, 0 if split == "train" else 1, zlib.crc32(s.file.encode())])
-        items.append(Item(i, [], int(rng.integers(2**31))))
+        key = [seed, 0 if split == "train" else 1, zlib.crc32(s.file.encode())] + ([view] if view else [])
+        rng = np.random.default_rng(key)
+        items.append(Item(i, [], int(rng.integers(2**31)), view=view))
         for name in DISTORTIONS:
             levels = LEVELS if split == "test" else sorted(rng.choice(LEVELS, 2, replace=False).tolist())
             for lv in levels:
-                items.append(Item(i, [(name, int(lv))], int(rng.integers(2**31))))
+                items.append(Item(i, [(name, int(lv))], int(rng.integers(2**31)), view=view))
         if split == "train":
             for j in rng.choice(len(MIXES), 2, replace=False):
                 a, b = MIXES[int(j)]
                 items.append(Item(i, [(a, int(rng.integers(1, 5))), (b, int(rng.integers(1, 5)))],
-                                  int(rng.integers(2**31))))
+                                  int(rng.integers(2**31)), view=view))
     return items
 
 
@@ -218,8 +238,9 @@ def build_biq_items(paths: list, mos: np.ndarray, train_idx: np.ndarray, seed: i
     notion of damage; thousands of real photos are not.  Only photos rated at or above the
     median training MOS and stored at 512 x 512 (so the clean version's cached features are
     exactly those of the image the distortion is applied to) are used.  Round 0 gives each two
-    distinct single distortions at random levels 1-4; round 1 one more single distortion and
-    one mixture of two (from ``MIXES``).  Rounds are separate so each is cached on its own.
+    distinct single distortions at random levels 1-4; every later round one more single
+    distortion and one mixture of two (from ``MIXES``).  Rounds are separate so each is cached
+    on its own.
     """
     rng = np.random.default_rng([seed, 2021, rnd])
     idx = np.asarray(sorted(int(i) for i in train_idx))
@@ -250,20 +271,20 @@ class CropBank:
 
     def __init__(self, seed: int = 0) -> None:
         self.seed = seed
-        self._crops: dict[int, Image.Image] = {}
+        self._crops: dict[tuple[int, int], Image.Image] = {}
 
-    def crop(self, idx: int) -> Image.Image:
-        if idx not in self._crops:
+    def crop(self, idx: int, view: int = 0) -> Image.Image:
+        if (idx, view) not in self._crops:
             s = sources()[idx]
-            rng = np.random.default_rng([self.seed, idx])
-            self._crops[idx] = clean_crop(load_source(s), rng, jitter=s.split == "train")
-        return self._crops[idx]
+            rng = np.random.default_rng([self.seed, idx] + ([view] if view else []))
+            self._crops[(idx, view)] = clean_crop(load_source(s), rng, jitter=s.split == "train", zoom=view > 0)
+        return self._crops[(idx, view)]
 
     def render(self, item: Item) -> Image.Image:
         if item.path:  # BIQ photo: distorted as published (512 x 512), not cached (used once)
             with Image.open(item.path) as im:
                 return apply(im.convert("RGB"), item.steps, item.seed)
-        return apply(self.crop(item.source), item.steps, item.seed)
+        return apply(self.crop(item.source, item.view), item.steps, item.seed)
 
 
 def labels(items: list[Item]) -> dict[str, np.ndarray]:

@@ -65,3 +65,35 @@ def test_per_series_srocc_ranks_within_one_photo_and_type_only() -> None:
     bad = good.copy()
     bad[[1, 2]] = bad[[2, 1]]  # photo 0, blur: level 2 above level 1
     assert _per_series_srocc(bad, level, source, kinds) < 1.0
+
+
+def test_zoomed_training_views_are_512px_and_never_upscaled(monkeypatch) -> None:
+    sizes: list[tuple[int, int]] = []
+    resize = Image.Image.resize
+
+    def spy(self: Image.Image, size: tuple[int, int], *a, **k) -> Image.Image:
+        sizes.append(size)
+        return resize(self, size, *a, **k)
+
+    monkeypatch.setattr(Image.Image, "resize", spy)
+    big = Image.new("RGB", (1800, 1200))
+    small = Image.new("RGB", (900, 600))
+    for k in range(30):
+        assert synthetic.clean_crop(big, np.random.default_rng([0, k]), jitter=True, zoom=True).size == (512, 512)
+    shorts_big = [min(s) for s in sizes]
+    sizes.clear()
+    for k in range(30):
+        assert synthetic.clean_crop(small, np.random.default_rng([1, k]), jitter=True, zoom=True).size == (512, 512)
+    shorts_small = [min(s) for s in sizes]
+    # Large photo: short side drawn over 512..768 px; a 600 px photo is never enlarged.
+    assert 512 <= min(shorts_big) and max(shorts_big) <= synthetic.ZOOM_MAX_SHORT and len(set(shorts_big)) > 15
+    assert 512 <= min(shorts_small) and max(shorts_small) <= 600
+
+
+def test_extra_views_are_training_only_and_leave_view_0_keys_unchanged() -> None:
+    import pytest
+
+    with pytest.raises(ValueError):
+        synthetic.build_items("test", 0, view=1)
+    assert synthetic.Item(3, [("jpeg", 2)], 7).key == "3:[('jpeg', 2)]:7"  # view 0: cache keys as before
+    assert synthetic.Item(3, [("jpeg", 2)], 7, view=2).key == "3:[('jpeg', 2)]:7:v2"
