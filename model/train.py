@@ -33,14 +33,15 @@ from .distortions import DISTORTION_HEADS
 
 FORMAT = "imagegate-model/1"
 NAME = "imagegate-quality"
-VERSION = "1.1.0"
+VERSION = "1.2.0"
 MLP_HIDDEN = 128
 MLP_MEMBERS = 3
-MLP_EPOCHS = 30
+MLP_EPOCHS = 120
 DETECTOR_C = (0.003, 0.01, 0.03)
-BIQ_SYNTHETIC_ROUNDS = 2  # rounds of distorted BIQ training photos (2 images per source each)
+BIQ_SYNTHETIC_ROUNDS = 4  # rounds of distorted BIQ training photos (2 images per source each)
+PACKAGE_VIEWS = 4  # crops of each package training photo, each with its own distortions
 # (weight, margin) of the synthetic ranking loss tried by ``select_ranking_config``.
-RANKING_CONFIGS: tuple[tuple[float, float], ...] = ((1.0, 0.2), (1.0, 0.4), (3.0, 0.1))
+RANKING_CONFIGS: tuple[tuple[float, float], ...] = ((1.0, 0.2), (1.0, 0.4), (3.0, 0.1), (3.0, 0.4))
 DEFAULT_OUT = Path(__file__).resolve().parent / "weights" / "imagegate-quality-v1.pt"
 
 
@@ -59,14 +60,20 @@ def biq_features(net: QualityNet, root: str | None, device: torch.device) -> tup
     return f, mos, names
 
 
-def synthetic_features(net: QualityNet, split: str, device: torch.device, seed: int = 0
+def synthetic_features(net: QualityNet, split: str, device: torch.device, seed: int = 0, views: int = 1
                        ) -> tuple[np.ndarray, list[synthetic.Item]]:
-    items = synthetic.build_items(split, seed)
+    """Features of the package-photo synthetic set; ``views`` > 1 adds other crops of the training
+    photos (``synthetic.build_items``), each view cached on its own."""
     bank = synthetic.CropBank(seed)
-    f = data.cached_features(f"synthetic-{split}", [it.key for it in items] + [str(s) for s in synthetic.sources()],
-                             net, [lambda it=it: bank.render(it) for it in items], net_input_size(net),
-                             trunk_tag(net), device)
-    return f, items
+    feats, items = [], []
+    for view in range(views):
+        its = synthetic.build_items(split, seed, view)
+        feats.append(data.cached_features(f"synthetic-{split}" + (f"-v{view}" if view else ""),
+                                          [it.key for it in its] + [str(s) for s in synthetic.sources()],
+                                          net, [lambda it=it: bank.render(it) for it in its], net_input_size(net),
+                                          trunk_tag(net), device))
+        items += its
+    return np.concatenate(feats), items
 
 
 def biq_synthetic_features(net: QualityNet, root: str | None, device: torch.device, seed: int = 0,
@@ -285,7 +292,7 @@ def main(argv: list[str] | None = None) -> None:
     net.input_size = features.INPUT_SIZE
     fb, mos, names = biq_features(net, args.datasets_dir, device)
     tr, va = data.biq_split(len(mos))
-    fs, items = synthetic_features(net, "train", device, args.seed)
+    fs, items = synthetic_features(net, "train", device, args.seed, PACKAGE_VIEWS)
     fq, qitems = biq_synthetic_features(net, args.datasets_dir, device, args.seed)
     # The clean BIQ photos that were distorted join the synthetic table as level-0 images
     # (negatives for the detectors; the quality fit already has them with their MOS).
