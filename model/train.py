@@ -60,20 +60,31 @@ def biq_features(net: QualityNet, root: str | None, device: torch.device) -> tup
     return f, mos, names
 
 
+def _rendered_features(net: QualityNet, device: torch.device, bank: synthetic.CropBank,
+                       parts: list[tuple[str, list[synthetic.Item], list[str]]]
+                       ) -> tuple[np.ndarray, list[synthetic.Item]]:
+    """Features of rendered synthetic items, one cache file per (name, items, extra cache ids) part.
+
+    Why parts: each round of distorted photos (or view of the package photos) is cached on its
+    own, so adding one never recomputes the others.
+    """
+    feats, items = [], []
+    for name, its, extra_ids in parts:
+        feats.append(data.cached_features(name, [it.key for it in its] + extra_ids, net,
+                                          [lambda it=it: bank.render(it) for it in its], net_input_size(net),
+                                          trunk_tag(net), device))
+        items += its
+    return np.concatenate(feats), items
+
+
 def synthetic_features(net: QualityNet, split: str, device: torch.device, seed: int = 0, views: int = 1
                        ) -> tuple[np.ndarray, list[synthetic.Item]]:
     """Features of the package-photo synthetic set; ``views`` > 1 adds other crops of the training
     photos (``synthetic.build_items``), each view cached on its own."""
-    bank = synthetic.CropBank(seed)
-    feats, items = [], []
-    for view in range(views):
-        its = synthetic.build_items(split, seed, view)
-        feats.append(data.cached_features(f"synthetic-{split}" + (f"-v{view}" if view else ""),
-                                          [it.key for it in its] + [str(s) for s in synthetic.sources()],
-                                          net, [lambda it=it: bank.render(it) for it in its], net_input_size(net),
-                                          trunk_tag(net), device))
-        items += its
-    return np.concatenate(feats), items
+    srcs = [str(s) for s in synthetic.sources()]
+    return _rendered_features(net, device, synthetic.CropBank(seed), [
+        (f"synthetic-{split}" + (f"-v{view}" if view else ""), synthetic.build_items(split, seed, view), srcs)
+        for view in range(views)])
 
 
 def biq_synthetic_features(net: QualityNet, root: str | None, device: torch.device, seed: int = 0,
@@ -81,15 +92,9 @@ def biq_synthetic_features(net: QualityNet, root: str | None, device: torch.devi
     """Features of distorted BIQ2021 training-split photos (see ``synthetic.build_biq_items``)."""
     paths, mos = data.load_biq(root)
     tr, _ = data.biq_split(len(mos))
-    bank = synthetic.CropBank(seed)
-    feats, items = [], []
-    for rnd in range(rounds):
-        its = synthetic.build_biq_items(paths, mos, tr, seed, rnd)
-        feats.append(data.cached_features(f"synthetic-biq{rnd or ''}", [it.key for it in its], net,
-                                          [lambda it=it: bank.render(it) for it in its], net_input_size(net),
-                                          trunk_tag(net), device))
-        items += its
-    return np.concatenate(feats), items
+    return _rendered_features(net, device, synthetic.CropBank(seed), [
+        (f"synthetic-biq{rnd or ''}", synthetic.build_biq_items(paths, mos, tr, seed, rnd), [])
+        for rnd in range(rounds)])
 
 
 def net_input_size(net: QualityNet) -> int:
