@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 
@@ -67,7 +68,7 @@ def test_per_series_srocc_ranks_within_one_photo_and_type_only() -> None:
     assert _per_series_srocc(bad, level, source, kinds) < 1.0
 
 
-def test_zoomed_training_views_are_512px_and_never_upscaled(monkeypatch) -> None:
+def test_zoomed_training_views_are_512px_and_never_upscaled(monkeypatch: pytest.MonkeyPatch) -> None:
     sizes: list[tuple[int, int]] = []
     resize = Image.Image.resize
 
@@ -91,8 +92,6 @@ def test_zoomed_training_views_are_512px_and_never_upscaled(monkeypatch) -> None
 
 
 def test_extra_views_are_training_only_and_leave_view_0_keys_unchanged() -> None:
-    import pytest
-
     with pytest.raises(ValueError):
         synthetic.build_items("test", 0, view=1)
     assert synthetic.Item(3, [("jpeg", 2)], 7).key == "3:[('jpeg', 2)]:7"  # view 0: cache keys as before
