@@ -45,6 +45,18 @@ RANKING_CONFIGS: tuple[tuple[float, float], ...] = ((1.0, 0.2), (1.0, 0.4), (3.0
 DEFAULT_OUT = Path(__file__).resolve().parent / "weights" / "imagegate-quality-v1.pt"
 
 
+def variant(input_size: int) -> tuple[str, str, Path]:
+    """(name, version, default weights file) of the model trained at ``input_size``.
+
+    Why: another input size gives other scores, so it must not share a version with the shipped
+    512 px model: the worker keys its Redis results and scored-event ids by the model version.
+    """
+    if input_size == features.INPUT_SIZE:
+        return NAME, VERSION, DEFAULT_OUT
+    return (f"{NAME}-{input_size}", f"{VERSION}-{input_size}",
+            DEFAULT_OUT.with_name(f"{DEFAULT_OUT.stem}-{input_size}{DEFAULT_OUT.suffix}"))
+
+
 def trunk_tag(net: QualityNet) -> str:
     """Hash of the trunk weights: cache entries are only reused for the identical trunk."""
     return f"{net.arch}-{trunk_digest(net.trunk)[:10]}"
@@ -176,19 +188,17 @@ def select_ranking_config(xb: np.ndarray, mos: np.ndarray, biq_groups: np.ndarra
 
     Held out together: a fifth of the BIQ training photos with every distorted version made from
     them, and a fifth of the package photos with all their versions.  Score: pooled SROCC of the
-    held-out synthetic images (and their clean BIQ sources) against their grade, provided the
-    held-out BIQ SROCC stays within 0.03 of a MOS-only fit: the real-photo ranking is the
-    product, the grade ranking must not be bought with much of it.
+    held-out synthetic images (their clean BIQ sources among them, as grade 0) against their
+    grade, provided the held-out BIQ SROCC stays within 0.03 of a MOS-only fit: the real-photo
+    ranking is the product, the grade ranking must not be bought with much of it.
     """
     groups = np.concatenate([biq_groups, lab["source"]])
     uniq = np.unique(groups)
     rng = np.random.default_rng([seed, 7])
     held = rng.choice(uniq, len(uniq) // 5, replace=False)
     hb = np.isin(biq_groups, held)
-    hs = np.isin(lab["source"], held)
-    clean_biq = hb & np.isin(biq_groups, lab["source"][hs])
-    xe = np.concatenate([xs[hs], xb[clean_biq]])
-    le = np.concatenate([lab["level"][hs], np.zeros(int(clean_biq.sum()), np.int64)])
+    hs = np.isin(lab["source"], held)  # the clean BIQ sources are in the table already, as level 0
+    xe, le = xs[hs], lab["level"][hs]
     results = {}
     for rw, margin in ((0.0, 0.0),) + RANKING_CONFIGS:
         t = time.time()
@@ -281,20 +291,28 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--datasets-dir", default=None, help="folder holding biq2021-ss03-train/ "
                     "(default: $IMAGEGATE_DATASETS_DIR or ../shared/datasets)")
-    ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    ap.add_argument("--out", type=Path, default=None,
+                    help=f"weights file (default {DEFAULT_OUT.name}, or its -<size> sibling for another --input-size)")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--mlp-members", type=int, default=MLP_MEMBERS, help="MLP ensemble size for the quality head")
+    ap.add_argument("--input-size", type=int, default=features.INPUT_SIZE,
+                    help="side of the square network input in px (512 = the shipped model; 384 = the faster "
+                         "variant, see MODEL_CARD.md)")
     args = ap.parse_args(argv)
     if args.mlp_members < 1:
         ap.error("--mlp-members must be at least 1")
+    if args.input_size < 64 or args.input_size % 32:
+        ap.error("--input-size must be a multiple of 32, at least 64")
+    name, version, out = variant(args.input_size)
+    args.out = args.out or out
 
     torch.manual_seed(args.seed)
     np.random.seed(args.seed)
     device = features.pick_device(args.device)
     t0 = time.time()
-    net = features.pretrained_net(features.INPUT_SIZE, device)
-    net.input_size = features.INPUT_SIZE
+    net = features.pretrained_net(args.input_size, device)
+    net.input_size = args.input_size
     fb, mos, names = biq_features(net, args.datasets_dir, device)
     tr, va = data.biq_split(len(mos))
     fs, items = synthetic_features(net, "train", device, args.seed, PACKAGE_VIEWS)
@@ -312,7 +330,7 @@ def main(argv: list[str] | None = None) -> None:
                                        args.seed, log, args.mlp_members)
     hidden = int(mlp[0].shape[0])
     trunk = net.trunk.state_dict()  # rebuild with the quality MLP; same ImageNet trunk
-    net = QualityNet(net.arch, features.INPUT_SIZE, HEADS, hidden)
+    net = QualityNet(net.arch, args.input_size, HEADS, hidden)
     net.trunk.load_state_dict(trunk)
     with torch.no_grad():
         for param, val in zip([net.quality_mlp[0].weight, net.quality_mlp[0].bias,
@@ -325,7 +343,7 @@ def main(argv: list[str] | None = None) -> None:
         net.linear.bias.copy_(torch.from_numpy(b).float())
     srcs = synthetic.sources()
     meta = {
-        "name": NAME, "version": VERSION, "arch": net.arch, "input_size": features.INPUT_SIZE,
+        "name": name, "version": version, "arch": net.arch, "input_size": args.input_size,
         "quality_hidden": hidden,
         "mean": list(data.MEAN), "std": list(data.STD), "heads": list(HEADS),
         "head_outputs": {"quality": "MOS on 0..1 scale (x100 in predictor)",

@@ -11,7 +11,8 @@ from PIL import Image
 
 from model import synthetic
 from model.evaluate import _per_series_srocc
-from model.train import _rank_loss
+from model.train import DEFAULT_OUT, NAME, VERSION, _rank_loss, variant
+from model.train import main as train_main
 
 
 def _fake_biq(tmp_path: Path) -> tuple[list[Path], np.ndarray]:
@@ -96,3 +97,19 @@ def test_extra_views_are_training_only_and_leave_view_0_keys_unchanged() -> None
         synthetic.build_items("test", 0, view=1)
     assert synthetic.Item(3, [("jpeg", 2)], 7).key == "3:[('jpeg', 2)]:7"  # view 0: cache keys as before
     assert synthetic.Item(3, [("jpeg", 2)], 7, view=2).key == "3:[('jpeg', 2)]:7:v2"
+
+
+def test_other_input_sizes_get_their_own_version_and_file() -> None:
+    name, version, out = variant(512)
+    assert (name, version, out) == (NAME, VERSION, DEFAULT_OUT)
+    name384, version384, out384 = variant(384)
+    # The worker keys Redis results and scored-event ids by version: the two must never collide.
+    assert version384 != VERSION and name384 != NAME
+    assert out384 != DEFAULT_OUT and out384.parent == DEFAULT_OUT.parent
+
+
+@pytest.mark.parametrize("size", ["100", "32"])
+def test_train_refuses_input_sizes_the_trunk_cannot_take(size: str, capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit) as e:
+        train_main(["--input-size", size])
+    assert e.value.code == 2 and "--input-size" in capsys.readouterr().err
