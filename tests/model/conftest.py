@@ -10,10 +10,14 @@ from PIL import Image
 import model
 
 
-@pytest.fixture(scope="session")
-def shipped() -> model.Predictor:
+VARIANT_384 = model.DEFAULT_WEIGHTS.with_name("imagegate-quality-v1-384.pt")
+
+
+@pytest.fixture(scope="session", params=[model.DEFAULT_WEIGHTS, VARIANT_384], ids=["512px", "384px"])
+def shipped(request: pytest.FixtureRequest) -> model.Predictor:
+    """Each shipped weights file: the default 512 px model and the faster 384 px variant."""
     torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
-    return model.load(device="cpu")
+    return model.load(request.param, device="cpu")
 
 
 @pytest.fixture(scope="session")

@@ -8,15 +8,25 @@ import torch
 import model
 from model.testing import write_random_model
 
+from .conftest import VARIANT_384
+
 
 def test_shipped_file_loads(shipped: model.Predictor) -> None:
-    assert model.DEFAULT_WEIGHTS.is_file()
-    assert model.DEFAULT_WEIGHTS.stat().st_size < 8 * 1024 * 1024  # heads only: "a few MB"
-    assert shipped.name == "imagegate-quality"
-    assert shipped.version.count(".") == 2
+    for path in (model.DEFAULT_WEIGHTS, VARIANT_384):
+        assert path.stat().st_size < 8 * 1024 * 1024  # heads only: "a few MB"
     assert shipped.heads == ("quality", "blur", "noise", "compression", "underexposure", "overexposure", "overlay")
-    assert shipped.input_size == 512
     assert shipped.device == torch.device("cpu")
+    if shipped.input_size == 512:
+        assert shipped.name == "imagegate-quality" and shipped.version.count(".") == 2
+    else:
+        assert shipped.input_size == 384 and shipped.name == "imagegate-quality-384"
+
+
+def test_variant_never_shares_a_version_with_the_default() -> None:
+    default, small = model.load(device="cpu"), model.load(VARIANT_384, device="cpu")
+    assert default.input_size == 512
+    # The worker keys cached results and scored-event ids by version.
+    assert small.version != default.version and small.version.startswith(default.version)
 
 
 def test_missing_file_names_path(tmp_path: Path) -> None:
