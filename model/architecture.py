@@ -130,6 +130,7 @@ class QualityNet(nn.Module):
         if arch not in TRUNKS:
             raise ValueError(f"unknown architecture {arch!r}; known: {sorted(TRUNKS)}")
         self.arch = arch
+        self.input_size = int(input_size)  # side of the square input the trunk was built for
         self.heads = tuple(heads)
         self.trunk = TRUNKS[arch](input_size)
         d = self.trunk.out_dim

@@ -121,7 +121,6 @@ def main(argv: list[str] | None = None) -> dict:
     torch.set_num_threads(args.threads)
     pred = load(args.weights, args.device)
     net = pred._net
-    net.input_size = pred.input_size
     print(f"weights: {args.weights} ({args.weights.stat().st_size / 1e6:.2f} MB), name={pred.name} "
           f"version={pred.version} input={pred.input_size} trunk={trunk_tag(net)}", flush=True)
 

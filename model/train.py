@@ -68,7 +68,7 @@ def biq_features(net: QualityNet, root: str | None, device: torch.device) -> tup
     paths, mos = data.load_biq(root)
     names = [p.name for p in paths]
     f = data.cached_features("biq", names, net, [lambda p=p: Image.open(p) for p in paths],
-                             net_input_size(net), trunk_tag(net), device)
+                             net.input_size, trunk_tag(net), device)
     return f, mos, names
 
 
@@ -83,7 +83,7 @@ def _rendered_features(net: QualityNet, device: torch.device, bank: synthetic.Cr
     feats, items = [], []
     for name, its, extra_ids in parts:
         feats.append(data.cached_features(name, [it.key for it in its] + extra_ids, net,
-                                          [lambda it=it: bank.render(it) for it in its], net_input_size(net),
+                                          [lambda it=it: bank.render(it) for it in its], net.input_size,
                                           trunk_tag(net), device))
         items += its
     return np.concatenate(feats), items
@@ -107,10 +107,6 @@ def biq_synthetic_features(net: QualityNet, root: str | None, device: torch.devi
     return _rendered_features(net, device, synthetic.CropBank(seed), [
         (f"synthetic-biq{rnd or ''}", synthetic.build_biq_items(paths, mos, tr, seed, rnd), [])
         for rnd in range(rounds)])
-
-
-def net_input_size(net: QualityNet) -> int:
-    return int(getattr(net, "input_size", features.INPUT_SIZE))
 
 
 def _srocc(a: np.ndarray, b: np.ndarray) -> float:
@@ -312,7 +308,6 @@ def main(argv: list[str] | None = None) -> None:
     device = features.pick_device(args.device)
     t0 = time.time()
     net = features.pretrained_net(args.input_size, device)
-    net.input_size = args.input_size
     fb, mos, names = biq_features(net, args.datasets_dir, device)
     tr, va = data.biq_split(len(mos))
     fs, items = synthetic_features(net, "train", device, args.seed, PACKAGE_VIEWS)

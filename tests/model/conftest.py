@@ -8,12 +8,10 @@ import torch
 from PIL import Image
 
 import model
+from model.train import variant
 
 
-VARIANT_384 = model.DEFAULT_WEIGHTS.with_name("imagegate-quality-v1-384.pt")
-
-
-@pytest.fixture(scope="session", params=[model.DEFAULT_WEIGHTS, VARIANT_384], ids=["512px", "384px"])
+@pytest.fixture(scope="session", params=[model.DEFAULT_WEIGHTS, variant(384)[2]], ids=["512px", "384px"])
 def shipped(request: pytest.FixtureRequest) -> model.Predictor:
     """Each shipped weights file: the default 512 px model and the faster 384 px variant."""
     torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
