@@ -32,9 +32,17 @@ class Settings(BaseSettings):
     kafka_bootstrap: str = Field("127.0.0.1:9092", min_length=1)
     kafka: dict[str, str] = Field(default_factory=dict, description="librdkafka properties passed through")
     group_id: str = "imagegate"
+    group_instance_id: str | None = Field(
+        None, description="static membership (group.instance.id), e.g. the pod name: a restarted worker gets its "
+        "partitions back without waiting out the session timeout")
+    group_protocol: Literal["consumer", "classic"] = Field(
+        "consumer", description="'consumer' = KIP-848 incremental rebalancing (Kafka >= 4.0); "
+        "'classic' = cooperative-sticky for older brokers")
     topic_in: str = "image_uploaded"
     topic_out: str = "image_scored"
     topic_dlq: str = "image_uploaded.dlq"
+    topic_backfill: str | None = Field(
+        None, description="optional second input topic for backfills; live uploads have priority over it")
     topic_partitions: int = Field(4, ge=1, description="partition count used when creating topics")
     consume_batch: int = Field(200, ge=1, le=10_000)
     consume_timeout_s: float = Field(0.1, gt=0)
@@ -60,6 +68,8 @@ class Settings(BaseSettings):
     max_in_flight: int = Field(512, ge=1, description="events consumed but not yet acknowledged; above it partitions pause")
     fetch_concurrency: int = Field(16, ge=1, le=1024)
     decode_queue_size: int = Field(128, ge=1)
+    decode_memory_mb: int = Field(
+        1024, ge=16, description="decode working memory shared by all fetch threads (bytes by mode and size)")
 
     # Fetch
     fetch_timeout_s: float = Field(10.0, gt=0, description="whole-transfer deadline")
@@ -79,12 +89,24 @@ class Settings(BaseSettings):
     max_pixels: int = Field(80_000_000, ge=1)
     allowed_formats: list[str] = Field(default_factory=lambda: ["JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "MPO"])
 
+    # Trust
+    trust_claimed_sha256: bool = Field(
+        False, description="serve a cached result for the event's claimed content_sha256 without fetching; only "
+        "for platforms whose upload service hashes the bytes and serves immutable, content-addressed URLs")
+
     # Policy
     policy_file: Path = DEFAULT_POLICY_FILE
     default_policy: str = "default"
 
     # Reliability
     processing_retries: int = Field(2, ge=0, le=10, description="retries of unexpected stage errors before DLQ")
+    retry_delays_s: list[float] = Field(
+        default_factory=lambda: [5.0, 15.0, 30.0, 60.0, 120.0],
+        description="delays before each retry of a transient failure that is ours (DNS, connection, timeout, 5xx, "
+        "429, inference); after the last one the event goes to the DLQ, never a seller-facing reject")
+    max_delayed: int = Field(10_000, ge=1, description="events waiting for a retry; above it new ones go to the DLQ")
+    in_flight_max_age_s: float = Field(
+        300.0, gt=0, description="/healthz fails when an event (not waiting for a retry) is in flight longer")
     revoke_timeout_s: float = Field(10.0, ge=0)
     shutdown_timeout_s: float = Field(30.0, ge=0)
 

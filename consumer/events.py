@@ -79,6 +79,11 @@ class ImageUploaded(BaseModel):
         default=None, description="Lower-case hex SHA-256 of the image bytes, if known: enables a cache hit before any fetch."
     )
     occurred_at: datetime | None = Field(default=None, description="RFC 3339 time of the upload.")
+    trigger: Literal["upload", "backfill", "replay"] = Field(
+        default="upload",
+        description="Why this event exists: a fresh seller upload, a re-score of the existing catalogue "
+        "(`imagegate backfill`) or a DLQ replay. Copied to image_scored so listing services can tell them apart.",
+    )
 
     @field_validator("schema_version")
     @classmethod
@@ -137,6 +142,12 @@ class ImageScored(BaseModel):
     seller_id: str | None = None
     role: Literal["main", "gallery"] = "main"
     content_sha256: str | None = Field(default=None, description="Absent when the image could not be fetched.")
+    content_verified: bool = Field(
+        default=True,
+        description="True when content_sha256 is the hash of bytes this worker fetched; false when the result was "
+        "served for the event's claimed hash without fetching (IMAGEGATE_TRUST_CLAIMED_SHA256).",
+    )
+    trigger: Literal["upload", "backfill", "replay"] = Field(default="upload", description="Copied from image_uploaded.")
     score: float = Field(ge=0, le=100, description="0-100, higher is better.")
     decision: Decision
     reasons: list[Reason] = Field(default_factory=list)
@@ -208,6 +219,11 @@ DLQ_HEADER_PARTITION = "imagegate_source_partition"
 DLQ_HEADER_OFFSET = "imagegate_source_offset"
 DLQ_HEADER_FAILED_AT = "imagegate_failed_at"
 DLQ_HEADER_ATTEMPTS = "imagegate_attempts"
+# Set when the broker refused the original payload (e.g. over max.message.bytes): the value
+# is then cut to what fits, and these say how to recognise the original.
+DLQ_HEADER_TRUNCATED = "imagegate_truncated"
+DLQ_HEADER_ORIGINAL_SIZE = "imagegate_original_size"
+DLQ_HEADER_ORIGINAL_SHA256 = "imagegate_original_sha256"
 
 
 def cloudevent_headers(event_id: str, event_type: str, source: str, time: datetime) -> list[tuple[str, bytes]]:
