@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
+import threading
 
 from consumer import logs, metrics
 from consumer.config import ConfigError, Settings, load_settings
+from consumer.health import Health
 from consumer.policy import Policy
 
 log = logging.getLogger("imagegate")
@@ -31,27 +34,42 @@ def main(argv: list[str] | None = None) -> int:
         print(str(e), file=sys.stderr)
         return 2
     logs.setup(settings.log_level, secrets=logs.secret_values(settings.kafka, [settings.redis_url]), events=settings.log_events)
-    health = metrics.Health(settings.stall_after_s)
+    health = Health(settings.stall_after_s, settings.in_flight_max_age_s)
     server = metrics.serve(health, settings.metrics_host, settings.metrics_port)
     log.info("ops endpoint listening", extra={"port": server.server_port})
     try:
         policy = Policy.from_file(settings.policy_file, settings.default_policy)
         predictor = load_predictor(settings)
+        from consumer.worker import Worker  # imports torch-heavy modules after config is known good
+
+        worker = Worker(settings, predictor, policy, health)
     except (ValueError, OSError, RuntimeError) as e:
         log.error("cannot start", extra={"error": str(e)})
         return 2
     log.info("model loaded", extra={"model": predictor.name, "version": predictor.version, "device": str(predictor.device)})
 
-    from consumer.worker import Worker  # imports torch-heavy modules after config is known good
-
-    worker = Worker(settings, predictor, policy, health)
-
     def on_signal(signum, _frame):
         log.info("signal received, stopping", extra={"signal": signal.Signals(signum).name})
         worker.stop()
+        # The drain is bounded by shutdown_timeout_s; this is the bound on the bound (a broker call
+        # that never returns must not keep the process past what the orchestrator waits for).
+        hard_stop(settings.shutdown_timeout_s + 10)
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    worker.run()
+    rc = worker.run()
     server.shutdown()
-    return 0
+    if rc:
+        log.critical("worker stopped after a fatal error", extra={"error": health.fatal})
+    return rc
+
+
+def hard_stop(after_s: float) -> None:
+    def _exit() -> None:
+        log.critical("shutdown did not finish in time; exiting", extra={"after_s": after_s})
+        logging.shutdown()
+        os._exit(3)
+
+    t = threading.Timer(after_s, _exit)
+    t.daemon = True
+    t.start()

@@ -1,9 +1,15 @@
 """Redis result cache. Redis is a cache, never a dependency of correctness.
 
 Keys (DESIGN: Cache):
-  imagegate:v{model_version}:{policy_version}:sha256:{sha}  -> result body without per-event fields
-  imagegate:image:{image_id}                                -> latest full image_scored for that image
+  imagegate:v{model_version}:{policy_version}:sha256:{sha}  -> the content-level result (ContentResult)
+  imagegate:image:{image_id}                                -> latest image_scored for that image, plus
+      source_url, source_topic, source_partition, source_offset, source_occurred_at_ms
 A new model or policy version changes the key, so old results are never served.
+
+The latest-result write never goes backwards: a Lua script replaces the stored record only
+when the new one is not older: a later upload time (`occurred_at`) when both events carry
+one, else a higher offset of the same input partition; otherwise (different topics, no
+times) the last write wins.
 
 Every operation has a short timeout; after an error the cache is skipped for
 `retry_after_s` (a tiny circuit breaker) so an outage costs one timeout, not one per event.
@@ -15,33 +21,38 @@ import json
 import logging
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING
 
 import redis
 
 from consumer import metrics
+from consumer.events import ImageScored
+from consumer.work import ContentResult
+
+if TYPE_CHECKING:
+    from consumer.work import WorkItem
 
 log = logging.getLogger("imagegate.cache")
 
 
-def _valid_content(raw: bytes | None, sha256: str) -> dict[str, Any] | None:
-    """A cache entry we can trust, or None (treated as a miss and overwritten after scoring)."""
-    if raw is None:
-        return None
-    try:
-        content = json.loads(raw)
-    except ValueError:
-        return None
-    if not isinstance(content, dict) or content.get("content_sha256") != sha256:
-        return None
-    reject = content.get("reject")
-    if reject is not None:
-        ok = isinstance(reject, dict) and isinstance(reject.get("code"), str) and isinstance(reject.get("message"), str)
-        return content if ok else None
-    signals = content.get("signals")
-    if not isinstance(signals, dict) or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in signals.values()):
-        return None
-    return content
+# KEYS[1] image key; ARGV: value, ttl, topic, partition, offset, occurred_at_ms ("" when unknown)
+_SET_IF_NOT_OLDER = """
+local old = redis.call('GET', KEYS[1])
+if old then
+  local ok, o = pcall(cjson.decode, old)
+  if ok and type(o) == 'table' then
+    local new_at = tonumber(ARGV[6])
+    local old_at = tonumber(o['source_occurred_at_ms'])
+    if new_at and old_at and new_at ~= old_at then
+      if new_at < old_at then return 0 end
+    elseif o['source_topic'] == ARGV[3] and tonumber(o['source_partition']) == tonumber(ARGV[4]) then
+      if tonumber(o['source_offset']) and tonumber(o['source_offset']) > tonumber(ARGV[5]) then return 0 end
+    end
+  end
+end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+return 1
+"""
 
 
 def content_key(model_version: str, policy_version: str, sha256: str) -> str:
@@ -82,8 +93,8 @@ class ResultCache:
                 self._was_up = True
             log.info("redis available again")
 
-    def get(self, sha256: str) -> dict[str, Any] | None:
-        """Cached content-level result (signals, content hash, model) or None."""
+    def get(self, sha256: str) -> ContentResult | None:
+        """Cached content-level result or None (a malformed entry is a miss, overwritten after scoring)."""
         if not self._available():
             metrics.CACHE.labels("get", "skipped").inc()
             return None
@@ -93,18 +104,14 @@ class ResultCache:
             self._failed("get", e)
             return None
         self._ok()
-        content = _valid_content(raw, sha256)
+        content = ContentResult.from_json(raw, sha256)
         if raw is not None and content is None:
             log.warning("ignoring malformed cache entry", extra={"content_sha256": sha256})
         metrics.CACHE.labels("get", "hit" if content is not None else "miss").inc()
         return content
 
-    def put_many(self, results: list[tuple[dict[str, Any], dict[str, Any] | None]]) -> None:
-        """Write (image_scored body, content result or None) pairs in one pipeline round trip.
-
-        The content result holds what depends only on the bytes (hash, signals incl. model
-        outputs, or a decode rejection), so a hit is re-judged under the event's own profile.
-        """
+    def put_many(self, results: "list[tuple[WorkItem, ImageScored]]") -> None:
+        """Write new content results and the latest result per image, in one pipeline round trip."""
         if not results:
             return
         if not self._available():
@@ -112,11 +119,18 @@ class ResultCache:
             return
         try:
             pipe = self._client.pipeline(transaction=False)
-            for body, content in results:
-                if content is not None and content.get("content_sha256"):
-                    key = content_key(self.model_version, self.policy_version, content["content_sha256"])
-                    pipe.set(key, json.dumps(content), ex=self.ttl_s)
-                pipe.set(image_key(body["image_id"]), json.dumps(body), ex=self.ttl_s)
+            for item, scored in results:
+                content = item.content
+                if item.store_content and content is not None and content.sha256 and item.verified:
+                    pipe.set(content_key(self.model_version, self.policy_version, content.sha256), content.to_json(),
+                             ex=self.ttl_s)
+                ev, src = item.event, item.source
+                occurred = ev.occurred_at if ev else None
+                record = {**scored.model_dump(mode="json"), "source_url": ev.url if ev else None,
+                          "source_topic": src.topic, "source_partition": src.partition, "source_offset": src.offset,
+                          "source_occurred_at_ms": int(occurred.timestamp() * 1000) if occurred else None}
+                pipe.eval(_SET_IF_NOT_OLDER, 1, image_key(scored.image_id), json.dumps(record), self.ttl_s, src.topic,
+                          src.partition, src.offset, record["source_occurred_at_ms"] if occurred else "")
             pipe.execute()
         except redis.RedisError as e:
             self._failed("put", e)

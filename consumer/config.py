@@ -18,6 +18,11 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 KAFKA_PASSTHROUGH_PREFIX = "IMAGEGATE_KAFKA__"
+# At-least-once depends on these; the worker sets them and refuses overrides (a typo in an
+# environment variable must not silently turn off acknowledgements or manual offset storage).
+SAFETY_CRITICAL_KAFKA = ("enable.idempotence", "acks", "request.required.acks", "enable.auto.offset.store",
+                         "enable.auto.commit", "enable.gapless.guarantee", "group.protocol",
+                         "partition.assignment.strategy", "group.instance.id")
 DEFAULT_POLICY_FILE = Path(__file__).parent / "policies" / "default.json"
 
 
@@ -116,6 +121,23 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_events: bool = Field(True, description="one INFO line per finished event (turn off for volume)")
     stall_after_s: float = Field(30.0, gt=0, description="/healthz fails when the loop made no progress this long")
+
+    @field_validator("kafka")
+    @classmethod
+    def _no_safety_overrides(cls, v: dict[str, str]) -> dict[str, str]:
+        bad = sorted(k for k in v if k in SAFETY_CRITICAL_KAFKA)
+        if bad:
+            raise ValueError(f"{', '.join(bad)} cannot be set through IMAGEGATE_KAFKA__*: the worker sets them "
+                             "(at-least-once delivery depends on them; use IMAGEGATE_GROUP_PROTOCOL and "
+                             "IMAGEGATE_GROUP_INSTANCE_ID for the group settings)")
+        return v
+
+    @field_validator("retry_delays_s")
+    @classmethod
+    def _delays(cls, v: list[float]) -> list[float]:
+        if any(d < 0 for d in v):
+            raise ValueError("retry delays must be >= 0 seconds")
+        return v
 
     @field_validator("allowed_schemes")
     @classmethod

@@ -6,14 +6,22 @@ checked against an allow-list and the header's dimensions against a pixel budget
 scale with libjpeg's DCT scaling (`draft`) when the model needs fewer pixels — several
 times faster than decoding full size and resizing. EXIF orientation is applied, any
 mode becomes RGB, and transparency is composited on white (how marketplaces show it).
+
+Memory is budgeted in bytes, not pixels: before pixels are decoded, the bytes the decode
+needs (by mode and size, after DCT scaling) are reserved from one `DecodeBudget` shared by
+all fetch threads (`IMAGEGATE_DECODE_MEMORY_MB`). 16-bit and float images are scaled in
+place without float64 copies, and transparent images are reduced before compositing, so no
+path needs more than a few bytes per pixel.
 """
 
 from __future__ import annotations
 
 import io
+import threading
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -38,6 +46,49 @@ class DecodeLimits:
     allowed_formats: tuple[str, ...] = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "MPO")
 
 
+class DecodeBusy(Exception):
+    """The shared decode budget stayed full for too long: ours and transient, retried later."""
+
+
+# Bytes per pixel held while decoding a mode: the source raster, plus the RGB result (3),
+# plus in-place scratch for high bit depths (float32). Estimates, deliberately on the high side.
+_SOURCE_BPP = {"1": 1, "L": 1, "P": 1, "LA": 2, "PA": 2, "La": 2, "I;16": 2, "I;16L": 2, "I;16B": 2, "I;16N": 2,
+               "RGB": 3, "YCbCr": 3, "LAB": 3, "HSV": 3, "RGBA": 4, "RGBa": 4, "RGBX": 4, "CMYK": 4, "I": 4, "F": 4}
+_SCRATCH_BPP = {"I;16": 2, "I;16L": 2, "I;16B": 2, "I;16N": 2, "I": 4, "F": 4}
+
+
+def decode_cost(mode: str, width: int, height: int) -> int:
+    """Bytes a decode of this mode and (already DCT-scaled) size needs at its peak."""
+    bpp = _SOURCE_BPP.get(mode, 8) + 3 + _SCRATCH_BPP.get(mode, 0)
+    return width * height * bpp
+
+
+class DecodeBudget:
+    """Bytes of decode working memory shared by all fetch threads (a counting semaphore in bytes)."""
+
+    def __init__(self, capacity_bytes: int, wait_s: float = 30.0):
+        self.capacity = capacity_bytes
+        self.wait_s = wait_s
+        self.used = 0
+        self._cv = threading.Condition()
+
+    @contextmanager
+    def hold(self, nbytes: int) -> Iterator[None]:
+        if nbytes > self.capacity:
+            raise DecodeError(f"image needs {nbytes / 2**20:.0f} MB to decode; the limit is {self.capacity / 2**20:.0f} MB",
+                              ReasonCode.TOO_LARGE)
+        with self._cv:
+            if not self._cv.wait_for(lambda: self.used + nbytes <= self.capacity, timeout=self.wait_s):
+                raise DecodeBusy(f"decode memory budget busy for {self.wait_s:g}s ({self.used} of {self.capacity} bytes held)")
+            self.used += nbytes
+        try:
+            yield
+        finally:
+            with self._cv:
+                self.used -= nbytes
+                self._cv.notify_all()
+
+
 @dataclass
 class Decoded:
     tensor: object  # torch.Tensor [3,S,S] from the model's preprocess
@@ -45,10 +96,12 @@ class Decoded:
     format: str
 
 
-def open_rgb(data: bytes, limits: DecodeLimits, min_side: int = 0) -> tuple[Image.Image, str, tuple[int, int]]:
+def open_rgb(data: bytes, limits: DecodeLimits, min_side: int = 0,
+             budget: DecodeBudget | None = None) -> tuple[Image.Image, str, tuple[int, int]]:
     """Decode to an upright RGB image; returns (image, format, original (w, h) after orientation).
 
-    `min_side`: JPEGs may be decoded at 1/2, 1/4 or 1/8 scale as long as both sides stay >= it.
+    `min_side`: JPEGs may be decoded at 1/2, 1/4 or 1/8 scale, and transparent images reduced
+    before compositing, as long as both sides stay >= it. `budget`: decode memory to reserve.
     """
     if not data:
         raise DecodeError("file is empty", ReasonCode.UNREADABLE)
@@ -81,14 +134,15 @@ def open_rgb(data: bytes, limits: DecodeLimits, min_side: int = 0) -> tuple[Imag
     try:
         if fmt in ("JPEG", "MPO") and min_side > 0:
             img.draft("RGB", (min_side, min_side))  # DCT-domain downscale, keeps both sides >= min_side
-        # Animated GIF/WebP/APNG, MPO: a freshly opened image is at its first frame, which is
-        # what listings show. (Never ask for n_frames: counting frames walks the whole file.)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # e.g. "Truncated File Read", palette transparency notes
-            img.load()
-            img = ImageOps.exif_transpose(img)
-        rgb = to_rgb(img)
-    except DecodeError:
+        with (budget.hold(decode_cost(img.mode, *img.size)) if budget else _nothing()):
+            # Animated GIF/WebP/APNG, MPO: a freshly opened image is at its first frame, which is
+            # what listings show. (Never ask for n_frames: counting frames walks the whole file.)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # e.g. "Truncated File Read", palette transparency notes
+                img.load()
+                img = ImageOps.exif_transpose(img)
+            rgb = to_rgb(img, min_side)
+    except (DecodeError, DecodeBusy):
         raise
     except Image.DecompressionBombError as e:
         raise DecodeError(f"image dimensions are too large: {e}", ReasonCode.TOO_LARGE) from None
@@ -100,16 +154,36 @@ def open_rgb(data: bytes, limits: DecodeLimits, min_side: int = 0) -> tuple[Imag
     return rgb, fmt, size
 
 
-def to_rgb(img: Image.Image) -> Image.Image:
-    """Any Pillow mode -> 8-bit RGB, transparency composited on white."""
-    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        arr = np.asarray(img, dtype=np.float64)
-        hi = 65535.0 if img.mode.startswith("I;16") or arr.max() > 255 else 255.0
-        img = Image.fromarray(np.clip(arr / hi * 255.0 + 0.5, 0, 255).astype(np.uint8), "L")
+@contextmanager
+def _nothing() -> Iterator[None]:
+    yield
+
+
+def to_rgb(img: Image.Image, min_side: int = 0) -> Image.Image:
+    """Any Pillow mode -> 8-bit RGB, transparency composited on white.
+
+    High bit depths are scaled in place (uint16 >> 8; int32/float in float32), never through
+    float64 copies; transparent images are first reduced (box filter) while both sides stay
+    >= `min_side`, so compositing never works on more pixels than the model and signals use.
+    """
+    if img.mode in ("I;16", "I;16B", "I;16L", "I;16N"):
+        arr = np.array(img)  # writable uint16 copy (2 bytes/px)
+        np.right_shift(arr, 8, out=arr)
+        img = Image.fromarray(arr.astype(np.uint8), "L")
+    elif img.mode in ("I", "F"):
+        arr = np.array(img, dtype=np.float32)
+        hi = 65535.0 if float(arr.max(initial=0.0)) > 255 else 255.0
+        np.multiply(arr, 255.0 / hi, out=arr)
+        np.add(arr, 0.5, out=arr)
+        np.clip(arr, 0, 255, out=arr)
+        img = Image.fromarray(arr.astype(np.uint8), "L")
     if img.mode == "P" and "transparency" in img.info:
         img = img.convert("RGBA")
     if img.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
         rgba = img.convert("RGBA")
+        factor = min(rgba.size) // min_side if min_side > 0 else 1
+        if factor >= 2:
+            rgba = rgba.reduce(factor)
         white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return Image.alpha_composite(white, rgba).convert("RGB")
     if img.mode != "RGB":
@@ -138,8 +212,9 @@ def measure(rgb: Image.Image, size: tuple[int, int]) -> dict[str, float]:
     }
 
 
-def decode(data: bytes, preprocess: Callable[[Image.Image], object], input_size: int, limits: DecodeLimits) -> Decoded:
+def decode(data: bytes, preprocess: Callable[[Image.Image], object], input_size: int, limits: DecodeLimits,
+           budget: DecodeBudget | None = None) -> Decoded:
     """The worker's and `imagegate score`'s one decode path: same bytes -> same tensor."""
-    rgb, fmt, size = open_rgb(data, limits, min_side=input_size)
+    rgb, fmt, size = open_rgb(data, limits, min_side=input_size, budget=budget)
     signals = measure(rgb, size)
     return Decoded(tensor=preprocess(rgb), signals=signals, format=fmt)

@@ -7,23 +7,31 @@ allow-list exempts it; the connection goes to the address that was checked (no s
 DNS lookup that a rebinding attack could change); redirects are followed by hand and
 re-checked at every hop. Sizes and times are bounded. `file://` is confined to a root.
 
-Transient failures (connection refused/reset, timeouts, 429, 5xx) are retried with
-full-jitter exponential backoff; what is left is a seller-side `fetch_failed`.
+Every transfer ends by its deadline whatever the peer does: DNS runs under a bound, and
+at the deadline the socket is shut down, so a read blocked on a peer that trickles one
+byte at a time returns at once (a timeout between reads alone cannot see a trickle).
+
+Whose problem: 404/410 and other 4xx, refused URLs and bad host names are the seller's
+(`FetchError`, not transient, -> `reject`); DNS failures, connection errors, timeouts, 408,
+425, 429 and 5xx are ours (transient): retried here a few times with full-jitter
+exponential backoff, then handed to the worker's delayed-retry path (consumer/retry.py).
 """
 
 from __future__ import annotations
 
+import http.client
 import ipaddress
 import os
 import random
 import socket
 import stat as _stat
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urljoin, urlsplit
 
-import urllib3
+from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.exceptions import HTTPError as Urllib3Error
 
 from consumer.events import ReasonCode
@@ -33,6 +41,7 @@ _NAT64 = ipaddress.ip_network("64:ff9b::/96")  # well-known NAT64 prefix: the lo
 MAX_URL_LENGTH = 4096
 _REDIRECTS = {301, 302, 303, 307, 308}
 _CHUNK = 64 * 1024
+_TRANSIENT_4XX = {408, 425, 429}  # request timeout, too early, too many requests: the origin's load, not the URL
 
 
 class FetchError(Exception):
@@ -106,8 +115,9 @@ class Fetcher:
                 return
         if ip in _METADATA:
             raise BlockedURL(f"address {ip} is a cloud metadata endpoint")
+        site_local = isinstance(ip, ipaddress.IPv6Address) and ip.is_site_local  # fec0::/10: deprecated, still routed inside sites
         if (ip.is_loopback or ip.is_private or ip.is_link_local or ip.is_multicast or ip.is_reserved or ip.is_unspecified
-                or not ip.is_global):  # not is_global also catches 100.64.0.0/10 (carrier-grade NAT) and the like
+                or site_local or not ip.is_global):  # not is_global also catches 100.64.0.0/10 (carrier-grade NAT) and the like
             raise BlockedURL(f"address {ip} is not public (private, loopback, link-local, multicast or reserved)")
 
     # -- internals ----------------------------------------------------------------
@@ -139,11 +149,8 @@ class Fetcher:
             url = urljoin(url, location)
         raise FetchError(f"more than {self.limits.max_redirects} redirects")
 
-    def _resolve(self, host: str, port: int) -> str:
-        try:
-            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        except socket.gaierror as e:
-            raise FetchError(f"cannot resolve host {host!r}: {e.strerror}", transient=e.errno == socket.EAI_AGAIN) from None
+    def _resolve(self, host: str, port: int, deadline: float) -> str:
+        infos = _getaddrinfo_by(host, port, deadline)
         addrs = [ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos]
         for ip in addrs:  # every address must pass: an attacker controls which one we would get
             self.check_address(ip)
@@ -157,58 +164,64 @@ class Fetcher:
             port = parts.port or (443 if parts.scheme.lower() == "https" else 80)
         except ValueError:
             raise BlockedURL("url has an invalid port") from None
-        ip = self._resolve(host, port)
-        remaining = max(0.05, deadline - time.monotonic())
-        timeout = urllib3.Timeout(connect=min(self.limits.connect_timeout_s, remaining), read=remaining)
+        ip = self._resolve(host, port, deadline)  # connect to this checked address: no second lookup
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise FetchError(f"download took longer than {self.limits.timeout_s:g}s", transient=True)
+        timeout = min(self.limits.connect_timeout_s, remaining)  # for connect; reads get the rest below
         if parts.scheme.lower() == "https":
-            pool = urllib3.HTTPSConnectionPool(ip, port, timeout=timeout, retries=False, maxsize=1,
-                                               server_hostname=host, assert_hostname=host, cert_reqs="CERT_REQUIRED")
+            conn: HTTPConnection = HTTPSConnection(ip, port, timeout=timeout, server_hostname=host, assert_hostname=host,
+                                                   cert_reqs="CERT_REQUIRED")
         else:
-            pool = urllib3.HTTPConnectionPool(ip, port, timeout=timeout, retries=False, maxsize=1)
+            conn = HTTPConnection(ip, port, timeout=timeout)
         path = parts.path or "/"
         if parts.query:
             path += "?" + parts.query
         host_header = host if parts.port is None else f"{host}:{parts.port}"
+        guard = _SocketDeadline(conn, deadline)
         try:
-            resp = pool.urlopen("GET", path, headers={"Host": host_header, "User-Agent": self.limits.user_agent, "Accept": "image/*",
-                                         "Accept-Encoding": "identity"},
-                                # Never inflate: a gzip "image" of 25 KB can expand to gigabytes. Bytes count
-                                # against max_bytes exactly as they arrive; an encoded body fails to decode.
-                                redirect=False, retries=False, preload_content=False, decode_content=False)
-            try:
-                if resp.status in _REDIRECTS:
-                    location = resp.headers.get("Location")
-                    if not location:
-                        raise FetchError(f"HTTP {resp.status} redirect without Location")
-                    return b"", location
-                if resp.status == 429 or resp.status >= 500:
-                    raise FetchError(f"HTTP {resp.status} from {host}", transient=True)
-                if resp.status != 200:
-                    raise FetchError(f"HTTP {resp.status} from {host}")
-                declared = resp.headers.get("Content-Length")
-                if declared and declared.isdigit() and int(declared) > self.limits.max_bytes:
-                    raise FetchError(f"image is {int(declared)} bytes, limit is {self.limits.max_bytes}", code=ReasonCode.TOO_LARGE)
-                chunks, total = [], 0
-                while True:
-                    if time.monotonic() > deadline:
-                        raise FetchError(f"download took longer than {self.limits.timeout_s:g}s", transient=True)
-                    chunk = resp.read(_CHUNK)
-                    if not chunk:
-                        break
-                    total += len(chunk)
-                    if total > self.limits.max_bytes:
-                        raise FetchError(f"image is over the {self.limits.max_bytes}-byte limit", code=ReasonCode.TOO_LARGE)
-                    chunks.append(chunk)
-                return b"".join(chunks), None
-            finally:
-                resp.release_conn()
-                resp.close()
+            conn.connect()
+            guard.arm()
+            conn.sock.settimeout(max(0.05, deadline - time.monotonic()))
+            # Never inflate: a gzip "image" of 25 KB can expand to gigabytes. Bytes count
+            # against max_bytes exactly as they arrive; an encoded body fails to decode.
+            conn.request("GET", path, headers={"Host": host_header, "User-Agent": self.limits.user_agent,
+                                               "Accept": "image/*", "Accept-Encoding": "identity"},
+                         preload_content=False, decode_content=False)
+            resp = conn.getresponse()
+            if resp.status in _REDIRECTS:
+                location = resp.headers.get("Location")
+                if not location:
+                    raise FetchError(f"HTTP {resp.status} redirect without Location")
+                return b"", location
+            if resp.status >= 500 or resp.status in _TRANSIENT_4XX:
+                raise FetchError(f"HTTP {resp.status} from {host}", transient=True)
+            if resp.status != 200:
+                raise FetchError(f"HTTP {resp.status} from {host}")
+            declared = resp.headers.get("Content-Length")
+            if declared and declared.isdigit() and int(declared) > self.limits.max_bytes:
+                raise FetchError(f"image is {int(declared)} bytes, limit is {self.limits.max_bytes}", code=ReasonCode.TOO_LARGE)
+            chunks, total = [], 0
+            while True:
+                chunk = resp.read1(_CHUNK)  # what has arrived: a trickle cannot hold one call open
+                if guard.fired or time.monotonic() > deadline:
+                    raise FetchError(f"download took longer than {self.limits.timeout_s:g}s", transient=True)
+                if not chunk:
+                    break
+                total += len(chunk)
+                if total > self.limits.max_bytes:
+                    raise FetchError(f"image is over the {self.limits.max_bytes}-byte limit", code=ReasonCode.TOO_LARGE)
+                chunks.append(chunk)
+            return b"".join(chunks), None
         except FetchError:
             raise
-        except (Urllib3Error, OSError) as e:
+        except (Urllib3Error, OSError, ValueError, http.client.HTTPException) as e:
+            if guard.fired:
+                raise FetchError(f"download took longer than {self.limits.timeout_s:g}s", transient=True) from None
             raise FetchError(f"cannot fetch from {host}: {type(e).__name__}: {e}", transient=True) from None
         finally:
-            pool.close()
+            guard.cancel()
+            conn.close()
 
     def _read_file(self, url_path: str) -> bytes:
         if self._root is None:
@@ -248,3 +261,63 @@ class Fetcher:
     def _inside_root(self, real: Path) -> bool:
         assert self._root is not None
         return real == self._root or self._root in real.parents
+
+
+class _SocketDeadline:
+    """Shuts the connection's socket down at the deadline, so a read or write blocked on a
+    peer that trickles (or says nothing) returns at once instead of at the next timeout."""
+
+    def __init__(self, conn: HTTPConnection, deadline: float):
+        self._conn = conn
+        self._deadline = deadline
+        self._timer: threading.Timer | None = None
+        self.fired = False
+
+    def arm(self) -> None:
+        self._timer = threading.Timer(max(0.0, self._deadline - time.monotonic()), self._fire)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def _fire(self) -> None:
+        self.fired = True
+        sock = getattr(self._conn, "sock", None)
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def cancel(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+
+
+def _getaddrinfo_by(host: str, port: int, deadline: float) -> list:
+    """getaddrinfo has no timeout of its own: run it on a daemon thread and stop waiting at the deadline."""
+    try:
+        host.encode("idna")  # e.g. a 64-character label: the seller's URL is malformed, not our DNS
+    except UnicodeError as e:
+        raise BlockedURL(f"host name {host[:80]!r} is not valid: {e}") from None
+    result: dict[str, object] = {}
+    done = threading.Event()
+
+    def lookup() -> None:
+        try:
+            result["infos"] = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except BaseException as e:  # handed to the caller below
+            result["error"] = e
+        finally:
+            done.set()
+
+    threading.Thread(target=lookup, name="dns", daemon=True).start()
+    if not done.wait(max(0.0, deadline - time.monotonic())):
+        raise FetchError(f"DNS lookup of {host!r} did not answer in time", transient=True)
+    err = result.get("error")
+    if isinstance(err, UnicodeError):
+        raise BlockedURL(f"host name {host[:80]!r} is not valid: {err}") from None
+    if isinstance(err, socket.gaierror):
+        # NXDOMAIN and SERVFAIL both look like this during a resolver outage: ours, retried.
+        raise FetchError(f"cannot resolve host {host!r}: {err.strerror}", transient=True) from None
+    if err is not None:
+        raise FetchError(f"cannot resolve host {host!r}: {err}", transient=True) from None
+    return result["infos"]  # type: ignore[return-value]

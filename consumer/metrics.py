@@ -5,17 +5,16 @@ Names follow Prometheus conventions: `imagegate_` prefix, base units (seconds, b
 seller id). docs/operations.md has the table; deploy/grafana and deploy/prometheus query
 exactly these names (tests/observability checks that).
 
-One port serves `/metrics`, `/healthz` (the poll loop made progress recently) and
-`/readyz` (model loaded, broker reachable, partitions assigned).
+One port serves `/metrics`, `/healthz` and `/readyz` (what they check: consumer/health.py).
 """
 
 from __future__ import annotations
 
 import json
 import threading
-import time
+
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import (CONTENT_TYPE_LATEST, REGISTRY, Counter, Gauge, Histogram, Info, disable_created_metrics,
                                generate_latest)
@@ -23,6 +22,9 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from consumer.events import Decision, ReasonCode
+
+if TYPE_CHECKING:
+    from consumer.health import Health
 
 disable_created_metrics()  # no `*_created` series: they double the series count and nothing here queries them
 
@@ -37,19 +39,22 @@ SCORE_BUCKETS = tuple(float(b) for b in range(5, 101, 5))  # scores are 0..100
 
 # Label values are closed sets; every one is created at start-up so rate() and the
 # dashboards see a 0 series before the first increment.
-DLQ_STAGES = ("validate", "consume", "fetch_decode", "inference")
-RETRY_STAGES = ("fetch", "fetch_decode", "inference", "produce")
+DLQ_STAGES = ("validate", "consume", "fetch", "decode", "fetch_decode", "inference", "emit")
+RETRY_STAGES = ("fetch", "decode", "fetch_decode", "inference", "produce")
 CACHE_RESULTS = {"get": ("hit", "miss", "error", "skipped"), "put": ("ok", "error", "skipped")}
 OUTCOMES = ("ok", "error")
 
 EVENTS_CONSUMED = Counter("imagegate_events_consumed_total", "Messages read from the input topic")
 EVENTS_INVALID = Counter("imagegate_events_invalid_total", "Messages that failed contract validation (they go to the DLQ)")
 EVENTS_SCORED = Counter("imagegate_events_scored_total", "image_scored events acknowledged by the broker", ["cached"])
-EVENTS_DLQ = Counter("imagegate_events_dlq_total", "Events sent to the dead-letter topic, by failing stage", ["stage"])
+EVENTS_DLQ = Counter("imagegate_events_dlq_total", "DLQ records acknowledged by the broker, by failing stage", ["stage"])
+DLQ_TRUNCATED = Counter("imagegate_dlq_truncated_total", "DLQ records whose original value the broker refused, sent truncated")
 DECISIONS = Counter("imagegate_decisions_total", "Decisions in acknowledged image_scored events", ["decision"])
 REASONS = Counter("imagegate_reasons_total", "Reason codes in acknowledged image_scored events", ["code"])
 CACHE = Counter("imagegate_cache_requests_total", "Redis cache operations by result", ["op", "result"])
-RETRIES = Counter("imagegate_retries_total", "Retries by stage", ["stage"])
+RETRIES = Counter("imagegate_retries_total", "Retries by stage (quick in-fetch retries and delayed retries)", ["stage"])
+DROPPED_STALE = Counter("imagegate_stale_work_dropped_total",
+                        "Work dropped because its partition was revoked (the next owner processes it again)")
 PRODUCE_ERRORS = Counter("imagegate_produce_errors_total", "Failed deliveries to Kafka (each is produced again)")
 IMAGES_INFERRED = Counter("imagegate_images_inferred_total", "Images that went through the model (cache hits do not)")
 
@@ -57,6 +62,9 @@ FETCH_SECONDS = Histogram("imagegate_fetch_duration_seconds", "Image download ti
                           buckets=FETCH_BUCKETS)
 DECODE_SECONDS = Histogram("imagegate_decode_duration_seconds", "Decode + measure + preprocess time per image", ["outcome"],
                            buckets=DECODE_BUCKETS)
+STEPS = ("claimed_lookup", "fetch", "content_lookup", "single_flight", "decode", "infer", "share", "judge", "emit")
+STEP_SECONDS = Histogram("imagegate_step_duration_seconds", "Time in each pipeline step on the calling thread",
+                         ["step", "outcome"], buckets=FETCH_BUCKETS)
 QUEUE_SECONDS = Histogram("imagegate_queue_duration_seconds", "Wait between decode and the start of the model batch",
                           buckets=QUEUE_BUCKETS)
 INFERENCE_SECONDS = Histogram("imagegate_inference_duration_seconds", "Model forward time per batch", buckets=INFERENCE_BUCKETS)
@@ -73,6 +81,9 @@ LAG = Gauge("imagegate_consumer_lag_messages", "High watermark minus committed o
             ["topic", "partition"])
 ASSIGNED = Gauge("imagegate_assigned_partitions", "Partitions assigned to this worker")
 REDIS_UP = Gauge("imagegate_redis_up", "1 when the last Redis operation succeeded, 0 after a failure")
+OLDEST_IN_FLIGHT = Gauge("imagegate_oldest_in_flight_seconds",
+                         "Age of the oldest event in flight that is not waiting for a delayed retry")
+DELAYED = Gauge("imagegate_delayed_events", "Events parked for a delayed retry of a transient failure")
 LAST_PROGRESS = Gauge("imagegate_last_progress_timestamp_seconds", "Unix time the poll loop last ran")
 MODEL_INFO = Info("imagegate_model", "Model and policy in use")
 
@@ -92,6 +103,19 @@ for _op, _results in CACHE_RESULTS.items():
 for _o in OUTCOMES:
     FETCH_SECONDS.labels(_o)
     DECODE_SECONDS.labels(_o)
+    for _step in STEPS:
+        STEP_SECONDS.labels(_step, _o)
+
+_STAGE_HISTOGRAMS = {"fetch": FETCH_SECONDS, "decode": DECODE_SECONDS}
+
+
+def observe_step(step: str, seconds: float, ok: bool) -> None:
+    """Called by the chain around every step (the one place steps are timed)."""
+    outcome = "ok" if ok else "error"
+    STEP_SECONDS.labels(step, outcome).observe(seconds)
+    stage = _STAGE_HISTOGRAMS.get(step)
+    if stage is not None:
+        stage.labels(outcome).observe(seconds)
 
 
 GPU_METRICS = {
@@ -138,30 +162,7 @@ def watch_gpu(device: Any) -> bool:
     return True
 
 
-class Health:
-    """Shared liveness/readiness state, written by the worker, read by the HTTP server."""
-
-    def __init__(self, stall_after_s: float):
-        self.stall_after_s = stall_after_s
-        self._beat = time.monotonic()
-        self.model_loaded = False
-        self.broker_ok = False
-        self.assigned = 0
-
-    def beat(self) -> None:
-        self._beat = time.monotonic()
-        LAST_PROGRESS.set(time.time())
-
-    def live(self) -> tuple[bool, dict]:
-        age = time.monotonic() - self._beat
-        return age < self.stall_after_s, {"last_progress_s_ago": round(age, 3)}
-
-    def ready(self) -> tuple[bool, dict]:
-        detail = {"model_loaded": self.model_loaded, "broker_reachable": self.broker_ok, "assigned_partitions": self.assigned}
-        return self.model_loaded and self.broker_ok and self.assigned > 0, detail
-
-
-def serve(health: Health, host: str, port: int) -> ThreadingHTTPServer:
+def serve(health: "Health", host: str, port: int) -> ThreadingHTTPServer:
     """Start the ops server on a daemon thread; returns it (server.server_port has the port)."""
 
     class Handler(BaseHTTPRequestHandler):

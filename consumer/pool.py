@@ -1,0 +1,46 @@
+"""A fixed set of daemon threads that run the chain for submitted items.
+
+Not `ThreadPoolExecutor`: its threads are joined at interpreter exit, so one fetch stuck
+on a peer used to hold SIGTERM hostage. These are daemon threads, registered with the
+health check (a dead one fails `/healthz`), and the queue is bounded by the in-flight bound.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from typing import Callable
+
+from consumer.health import Health
+from consumer.work import WorkItem
+
+log = logging.getLogger("imagegate.pool")
+
+
+class WorkerPool:
+    def __init__(self, name: str, size: int, run: Callable[[WorkItem], None], health: Health, halt: threading.Event):
+        self._q: queue.SimpleQueue[WorkItem] = queue.SimpleQueue()
+        self._run = run
+        self._halt = halt
+        self.threads = [threading.Thread(target=self._serve, name=f"{name}-{i}", daemon=True) for i in range(size)]
+        for t in self.threads:
+            health.register(t.name, t, heartbeat=False)  # a fetch may rightly block for its whole deadline
+
+    def start(self) -> None:
+        for t in self.threads:
+            t.start()
+
+    def submit(self, item: WorkItem) -> None:
+        self._q.put(item)
+
+    def _serve(self) -> None:
+        while not self._halt.is_set():
+            try:
+                item = self._q.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            try:
+                self._run(item)
+            except Exception:  # the chain handles step failures; this is a bug in the chain itself
+                log.exception("pipeline thread error", extra=item.log_ids())
