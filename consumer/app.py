@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import sys
-import threading
 
 from consumer import logs, metrics
 from consumer.config import ConfigError, Settings, load_settings
@@ -51,9 +49,6 @@ def main(argv: list[str] | None = None) -> int:
     def on_signal(signum, _frame):
         log.info("signal received, stopping", extra={"signal": signal.Signals(signum).name})
         worker.stop()
-        # The drain is bounded by shutdown_timeout_s; this is the bound on the bound (a broker call
-        # that never returns must not keep the process past what the orchestrator waits for).
-        hard_stop(settings.shutdown_timeout_s + 10)
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
@@ -62,14 +57,3 @@ def main(argv: list[str] | None = None) -> int:
     if rc:
         log.critical("worker stopped after a fatal error", extra={"error": health.fatal})
     return rc
-
-
-def hard_stop(after_s: float) -> None:
-    def _exit() -> None:
-        log.critical("shutdown did not finish in time; exiting", extra={"after_s": after_s})
-        logging.shutdown()
-        os._exit(3)
-
-    t = threading.Timer(after_s, _exit)
-    t.daemon = True
-    t.start()

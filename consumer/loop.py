@@ -94,6 +94,8 @@ class KafkaLoop:
     def _accept(self, msg) -> None:
         err = msg.error()
         if err is not None:
+            if err.fatal() or err.code() == KafkaError._FATAL:  # the consumer is unusable: stop loudly, get restarted
+                self.health.set_fatal(f"consumer: {err.str()}")
             if err.code() != KafkaError._PARTITION_EOF:
                 log.error("consume error", extra={"error": str(err)})
             return
@@ -207,6 +209,8 @@ class KafkaLoop:
         metrics.ASSIGNED.set(len(self._assignment))
 
     def _on_error(self, err: KafkaError) -> None:
+        if err.fatal() or err.code() == KafkaError._FATAL:
+            self.health.set_fatal(f"consumer: {err.str()}")
         if err.code() in (KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT):
             self.health.broker_ok = False
         log.warning("kafka client error", extra={"error": str(err)})

@@ -10,6 +10,7 @@ This class only owns lifetimes: what each part does lives in its own module.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from typing import Any
@@ -79,6 +80,7 @@ class Worker:
     def _shutdown(self) -> None:
         """Within `shutdown_timeout_s`: drain and commit, then flush what is left to deliver."""
         s = self.settings
+        guard = hard_stop(s.shutdown_timeout_s + 10)
         deadline = time.monotonic() + s.shutdown_timeout_s
         reserve = min(5.0, 0.2 * s.shutdown_timeout_s)  # kept for the producer's final flush
         log.info("shutting down: draining in-flight work", extra={"in_flight": self.tracker.in_flight()})
@@ -87,4 +89,19 @@ class Worker:
         self.pipeline.stop()
         self.sink.stop(max(0.5, deadline - time.monotonic()))
         self.cache.close()
+        guard.cancel()
         log.info("worker stopped", extra={"uncommitted_in_flight": left, "fatal": self.health.fatal})
+
+
+def hard_stop(after_s: float) -> threading.Timer:
+    """The bound on the bound: whatever hangs (a broker call that never returns), the process
+    exits before the orchestrator's grace period ends, rather than being SIGKILLed mid-commit."""
+    def _exit() -> None:
+        log.critical("shutdown did not finish in time; exiting", extra={"after_s": after_s})
+        logging.shutdown()
+        os._exit(3)
+
+    t = threading.Timer(after_s, _exit)
+    t.daemon = True
+    t.start()
+    return t

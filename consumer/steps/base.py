@@ -116,6 +116,7 @@ class Chain:
                 return
             if step.produces_content and item.known:
                 continue
+            rejected_before = _rejected(item)
             t0 = time.monotonic()
             try:
                 flow = step(item)
@@ -124,7 +125,7 @@ class Chain:
                 self.failures.handle(item, step.name, e)
                 return
             dt = time.monotonic() - t0
-            metrics.observe_step(step.name, dt, ok=True)
+            metrics.observe_step(step.name, dt, ok=_rejected(item) == rejected_before)  # a seller problem found here
             if step.name in ("fetch", "decode"):
                 item.timings[f"{step.name}_ms"] = round(dt * 1000, 3)
             if flow is HANDED_OFF:
@@ -132,3 +133,7 @@ class Chain:
 
     def resume_after(self, name: str, item: WorkItem) -> None:
         self.run(item, self._index[name] + 1)
+
+
+def _rejected(item: WorkItem) -> bool:
+    return item.rejection is not None or (item.content is not None and item.content.reject is not None)

@@ -1,6 +1,7 @@
-"""/healthz (the poll loop made progress recently) and /readyz (model loaded, broker
-reachable, partitions assigned): the HTTP contract in-process, then a real worker process
-whose broker does not exist."""
+"""/healthz (every registered thread alive and beating, the oldest event in flight within
+its bound, no sticky device error, nothing fatal) and /readyz (model loaded, broker
+reachable, partitions assigned, nothing fatal): the HTTP contract in-process, then a real
+worker process whose broker does not exist."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -15,6 +17,7 @@ import urllib.request
 import pytest
 
 from consumer import metrics
+from consumer.health import DEVICE_FAILURES_UNHEALTHY, Health
 from tests.harness import REPO, free_port
 
 
@@ -32,7 +35,7 @@ def get(port: int, path: str) -> tuple[int, dict | str]:
 
 @pytest.fixture
 def ops():
-    health = metrics.Health(stall_after_s=0.5)
+    health = Health(stall_after_s=0.5, in_flight_max_age_s=5)
     server = metrics.serve(health, "127.0.0.1", 0)
     yield health, server.server_port
     server.shutdown()
@@ -68,6 +71,62 @@ def test_readyz_needs_model_broker_and_partitions(ops):
     assert get(port, "/nope")[0] == 404
     code, text = get(port, "/metrics")
     assert code == 200 and "imagegate_last_progress_timestamp_seconds" in text
+
+
+def test_healthz_fails_when_a_pipeline_thread_dies(ops):
+    health, port = ops
+    t = threading.Thread(target=lambda: None, name="sink")
+    t.start()
+    t.join()  # the thread is gone, as when an exception escaped it
+    health.register("sink", t, heartbeat=False)
+    health.beat()
+    code, body = get(port, "/healthz")
+    assert code == 503 and "sink thread died" in body["problems"]
+
+
+def test_healthz_fails_when_a_registered_thread_stops_beating(ops):
+    health, port = ops
+    stop = threading.Event()
+    t = threading.Thread(target=stop.wait, name="inference", daemon=True)
+    t.start()
+    health.register("inference", t)
+    health.beat()
+    assert get(port, "/healthz")[0] == 200
+    time.sleep(0.7)  # alive, but stuck: no beat for longer than stall_after_s
+    health.beat()  # the poll loop itself is fine
+    code, body = get(port, "/healthz")
+    assert code == 503 and any(p.startswith("inference thread made no progress") for p in body["problems"])
+    health.beat("inference")
+    assert get(port, "/healthz")[0] == 200
+    stop.set()
+
+
+def test_healthz_fails_when_an_event_is_in_flight_past_its_bound(ops):
+    health, port = ops
+    age = {"s": 1.0}
+    health.oldest_in_flight = lambda: age["s"]
+    health.beat()
+    assert get(port, "/healthz")[0] == 200
+    age["s"] = 6.0  # bound is 5 s
+    health.beat()
+    code, body = get(port, "/healthz")
+    assert code == 503 and body["oldest_in_flight_s"] == 6.0
+    assert "imagegate_oldest_in_flight_seconds 6.0" in get(port, "/metrics")[1]
+
+
+def test_sticky_device_errors_and_fatal_errors_fail_health(ops):
+    health, port = ops
+    health.model_loaded, health.broker_ok, health.assigned = True, True, 2
+    health.beat()
+    health.device_failures = DEVICE_FAILURES_UNHEALTHY
+    assert get(port, "/healthz")[0] == 503
+    health.device_failures = 0
+    health.beat()
+    assert get(port, "/healthz")[0] == 200 and get(port, "/readyz")[0] == 200
+    health.set_fatal("broker refused a record for image_scored permanently")
+    code, body = get(port, "/readyz")
+    assert code == 503 and "refused" in body["fatal"]
+    assert get(port, "/healthz")[0] == 503
 
 
 @pytest.mark.integration

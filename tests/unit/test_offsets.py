@@ -4,42 +4,77 @@ import threading
 from consumer.offsets import OffsetTracker
 
 
-def test_commit_point_is_highest_contiguous_completed():
+def tracker(*partitions: int) -> tuple[OffsetTracker, dict[int, int]]:
     t = OffsetTracker()
+    return t, {p: t.assign("in", p) for p in partitions}
+
+
+def test_commit_point_is_highest_contiguous_completed():
+    t, e = tracker(0)
     for o in range(10, 15):
-        t.start("in", 0, o)
-    t.complete("in", 0, 12)
-    t.complete("in", 0, 13)
+        assert t.start("in", 0, o, e[0])
+    t.complete("in", 0, 12, e[0])
+    t.complete("in", 0, 13, e[0])
     assert t.to_store() == []  # 10 still in flight: nothing may be committed
-    t.complete("in", 0, 10)
+    t.complete("in", 0, 10, e[0])
     assert t.to_store() == [("in", 0, 11)]
-    t.complete("in", 0, 11)
+    t.complete("in", 0, 11, e[0])
     assert t.to_store() == [("in", 0, 14)]
     assert t.in_flight() == 1
-    t.complete("in", 0, 14)
+    t.complete("in", 0, 14, e[0])
     assert t.to_store() == [("in", 0, 15)]
     assert t.to_store() == []  # unchanged points are not re-stored
 
 
 def test_partitions_are_independent_and_forget_ignores_late_completions():
-    t = OffsetTracker()
-    t.start("in", 0, 0)
-    t.start("in", 1, 0)
-    t.complete("in", 1, 0)
+    t, e = tracker(0, 1)
+    t.start("in", 0, 0, e[0])
+    t.start("in", 1, 0, e[1])
+    t.complete("in", 1, 0, e[1])
     assert t.to_store() == [("in", 1, 1)]
     t.forget("in", 0)
-    assert t.complete("in", 0, 0) is False
+    assert t.complete("in", 0, 0, e[0]) is False
     assert t.in_flight() == 0
 
 
+def test_completion_from_an_earlier_assignment_never_counts_in_a_later_one():
+    """Revoke + re-assign of the same partition: work consumed under the old epoch finishes late."""
+    t, e = tracker(0)
+    old = e[0]
+    t.start("in", 0, 7, old)
+    t.forget("in", 0)  # revoked while offset 7 was in flight
+    new = t.assign("in", 0)  # ...and assigned back: the broker re-delivers from the committed offset
+    assert new != old
+    assert t.start("in", 0, 7, old) is False  # stale work cannot even start
+    t.start("in", 0, 7, new)
+    t.start("in", 0, 8, new)
+    assert t.complete("in", 0, 7, old) is False  # the late completion of the old epoch is ignored
+    assert t.to_store() == []  # offset 7 is not done in the new assignment
+    t.complete("in", 0, 7, new)
+    assert t.to_store() == [("in", 0, 8)]
+
+
+def test_parked_events_are_out_of_the_in_flight_bound_and_age_but_still_hold_the_commit():
+    t, e = tracker(0)
+    t.start("in", 0, 0, e[0])
+    t.start("in", 0, 1, e[0])
+    t.set_waiting("in", 0, 0, e[0], True)
+    assert t.in_flight() == 1 and t.waiting() == 1
+    t.complete("in", 0, 1, e[0])
+    assert t.to_store() == []  # the parked event 0 still holds the commit point
+    assert t.oldest_age_s() == 0.0  # nothing in flight that is not parked
+    t.complete("in", 0, 0, e[0])
+    assert t.to_store() == [("in", 0, 2)] and t.waiting() == 0
+
+
 def test_random_completion_order_from_many_threads():
-    t = OffsetTracker()
+    t, e = tracker(3)
     offsets = list(range(2000))
     for o in offsets:
-        t.start("in", 3, o)
+        t.start("in", 3, o, e[3])
     random.Random(1).shuffle(offsets)
     chunks = [offsets[i::4] for i in range(4)]
-    threads = [threading.Thread(target=lambda c=c: [t.complete("in", 3, o) for o in c]) for c in chunks]
+    threads = [threading.Thread(target=lambda c=c: [t.complete("in", 3, o, e[3]) for o in c]) for c in chunks]
     [th.start() for th in threads]
     [th.join() for th in threads]
     assert t.to_store() == [("in", 3, 2000)]
@@ -47,8 +82,9 @@ def test_random_completion_order_from_many_threads():
 
 
 def test_redelivered_offsets_are_not_tracked_twice():
-    t = OffsetTracker()
-    t.start("in", 0, 5)
-    t.start("in", 0, 5)
-    t.complete("in", 0, 5)
+    t, e = tracker(0)
+    assert t.start("in", 0, 5, e[0])
+    assert not t.start("in", 0, 5, e[0])
+    t.complete("in", 0, 5, e[0])
     assert t.in_flight() == 0
+    assert not t.start("in", 0, 5, e[0])  # already done: below the commit point
