@@ -31,6 +31,15 @@ WORKER_OWNED_KAFKA = ("enable.idempotence", "acks", "enable.auto.offset.store", 
 TEST_ONLY_GPU_IMAGES_PER_S = "100"
 
 
+def go() -> str:
+    """The go the install script used: on PATH, or the toolchain it fetched into the cache."""
+    import shutil
+
+    found = shutil.which("go") or next((str(p) for p in sorted((CACHE / "go" / "toolchain").glob("*/bin/go"))), None)
+    assert found, "no go: run `make setup` (deploy/tools/install)"
+    return found
+
+
 def tool(name: str) -> str:
     """A tool installed by `make setup` (deploy/tools/install); missing = setup was not run."""
     path = BIN / name
