@@ -316,3 +316,17 @@ def test_compose_uses_the_charts_names_and_image(compose, tmp_path, monkeypatch)
     assert worker["image"] == worker_container(rendered("cpu"))["image"]
     assert (COMPOSE.parent / worker["build"]["context"] / worker["build"]["dockerfile"]).resolve() == DOCKERFILE
     assert f"AS {worker['build']['target']}" in DOCKERFILE.read_text()
+
+
+def test_read_only_root_still_has_writable_caches():
+    objects = rendered("gpu")
+    c = worker_container(objects)
+    assert c["securityContext"]["readOnlyRootFilesystem"] is True
+    tmp = next(m for m in c["volumeMounts"] if m["mountPath"] == "/tmp")
+    volume = next(v for v in one(objects, "Deployment")["spec"]["template"]["spec"]["volumes"] if v["name"] == tmp["name"])
+    assert "emptyDir" in volume
+    text = DOCKERFILE.read_text()
+    for var in ("XDG_CACHE_HOME", "TRITON_CACHE_DIR"):
+        assert re.search(rf"{var}=/tmp/", text), var
+    user = int(re.search(r"^USER (\d+)", text, re.M).group(1))
+    assert one(objects, "Deployment")["spec"]["template"]["spec"]["securityContext"]["runAsUser"] == user
