@@ -330,3 +330,23 @@ def test_read_only_root_still_has_writable_caches():
         assert re.search(rf"{var}=/tmp/", text), var
     user = int(re.search(r"^USER (\d+)", text, re.M).group(1))
     assert one(objects, "Deployment")["spec"]["template"]["spec"]["securityContext"]["runAsUser"] == user
+
+
+def test_own_policy_file_is_mounted_and_rolls_the_workers(tmp_path):
+    from consumer.config import DEFAULT_POLICY_FILE
+    from consumer.policy import Policy
+    from tests.deploy.tools import template
+
+    policy = json.loads(DEFAULT_POLICY_FILE.read_text())
+    policy["version"] = "2099.1.0"
+    policy["profiles"]["default"]["accept_score"] = 70
+    mine = tmp_path / "my-policy.json"
+    mine.write_text(json.dumps(policy, indent=2))
+    objects = [o for o in yaml.safe_load_all(template("--set-file", f"policy.content={mine}").stdout) if o]
+    data = one(objects, "ConfigMap", "-policy")["data"]["policy.json"]
+    assert json.loads(data) == policy
+    mounted = tmp_path / "mounted.json"
+    mounted.write_text(data)
+    Policy.from_file(mounted, "default")
+    checksum = lambda objs: one(objs, "Deployment")["spec"]["template"]["metadata"]["annotations"]["checksum/config"]  # noqa: E731
+    assert checksum(objects) != checksum(rendered("cpu"))
