@@ -27,6 +27,7 @@ $(EDITABLE): $(STAMP) pyproject.toml
 
 setup: $(EDITABLE)
 	$(STACK) install
+	deploy/tools/install
 
 stack-start: setup
 	$(STACK) start
