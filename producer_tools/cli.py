@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 from consumer.config import ConfigError, load_settings
+from producer_tools import exit_codes
 
 
 def _settings():
@@ -113,36 +114,75 @@ def cmd_get(args) -> int:
     return 0
 
 
+def _dlq_filter(args):
+    from producer_tools.dlq import DlqFilter, parse_since
+
+    return DlqFilter(frozenset(args.stage or ()), args.error, parse_since(args.since) if args.since else None)
+
+
 def cmd_dlq(args) -> int:
-    from producer_tools.kafka_clients import producer, reader
+    from producer_tools import kafka_clients
+    from producer_tools.dlq import DlqReader, replay, summarise
+    from producer_tools.progress import bar
 
     s = _settings()
-    c = reader(s, group_id=args.group if args.action == "replay" else None)
-    c.subscribe([s.topic_dlq])
-    p = producer(s) if args.action == "replay" else None
-    n, idle_until = 0, time.monotonic() + args.timeout
-    while time.monotonic() < idle_until:
-        msg = c.poll(0.5)
-        if msg is None or msg.error():
-            continue
-        idle_until = time.monotonic() + args.timeout
-        headers = dict(msg.headers() or [])
-        if args.action == "list":
-            print(json.dumps({"offset": msg.offset(), "error": headers.get("imagegate_error", b"").decode("utf-8", "replace"),
-                              "stage": headers.get("imagegate_error_stage", b"").decode(),
-                              "value": (msg.value() or b"")[:500].decode("utf-8", "replace")}))
-        else:
-            clean = [(k, v) for k, v in (msg.headers() or []) if not k.startswith("imagegate_")]
-            p.produce(s.topic_in, msg.value(), msg.key(), headers=clean)
-            p.poll(0)
-        n += 1
-    if p is not None:
-        p.flush(30)
-        if n:
-            c.commit(asynchronous=False)  # the group remembers what was replayed
-    c.close()
-    print(f"{'replayed' if args.action == 'replay' else 'listed'} {n} DLQ records", file=sys.stderr)
-    return 0
+    filt = _dlq_filter(args)
+    replaying = args.action == "replay"
+    reader = DlqReader(s, s.topic_dlq, group=args.group if replaying else None, timeout_s=args.timeout).open()
+    try:
+        if not reader.exists:
+            print(f"DLQ topic {s.topic_dlq} does not exist: nothing dead-lettered yet", file=sys.stderr)
+            return exit_codes.OK
+        if not reader.pending:
+            what = f"fully replayed by group {args.group}" if replaying and reader.size else "empty"
+            print(f"DLQ {s.topic_dlq} is {what}: nothing to {args.action}", file=sys.stderr)
+            return exit_codes.OK
+        progress = bar(reader.pending, f"dlq {args.action}", "rec")
+        if not replaying:
+            matched = []
+            for r in reader.records():
+                progress.update()
+                if filt.matches(r):
+                    matched.append(r)
+                    if not args.summary:
+                        print(json.dumps(r.as_json()) if args.json else
+                              f"{r.partition}:{r.offset}  {r.failed_at.strftime('%Y-%m-%dT%H:%M:%S') if r.failed_at else '?':<19}  {r.stage:<12}  "
+                              f"{r.image_id or '?':<24}  {'[truncated] ' if r.truncated else ''}{r.error[:120]}")
+            progress.close()
+            _print_dlq_summary(summarise(matched), len(matched), args.json)
+            return exit_codes.OK
+        to = args.to or s.topic_in
+        prod = None if args.dry_run else kafka_clients.producer(s)
+        rep = replay(reader, prod, to, filt, ack_unmatched=args.ack_unmatched, flush_timeout_s=args.flush_timeout,
+                     on_line=lambda line: (progress.clear(), print(line)), on_record=progress.update)
+        progress.close()
+    finally:
+        reader.close()
+    verb = "would replay" if args.dry_run else "replayed"
+    print(f"{verb} {rep.replayed} to {to}, failed {rep.failed}, skipped {rep.skipped_truncated} (truncated), "
+          f"{rep.skipped_filtered} (filtered{', acknowledged' if args.ack_unmatched else ''})", file=sys.stderr)
+    if args.dry_run:
+        print("dry run: nothing was sent and nothing committed", file=sys.stderr)
+    elif rep.commit_error:
+        print(f"commit failed ({rep.commit_error}): a later replay will send these records again", file=sys.stderr)
+    else:
+        done = ", ".join(f"{p}:{o}" for p, o in sorted(rep.committed.items())) or "nothing"
+        print(f"group {args.group} committed {done}" + (f"; {rep.left} records left for a later replay" if rep.left else ""),
+              file=sys.stderr)
+    return exit_codes.OK if rep.ok else exit_codes.PARTIAL
+
+
+def _print_dlq_summary(summary, total: int, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps({"summary": [{"stage": st, "error": err, "count": n} for (st, err), n in summary.most_common()],
+                          "total": total}))
+        return
+    print(f"\n{total} records" + (":" if total else ""))
+    if summary:
+        width = max(len("stage"), *(len(st) for st, _ in summary))
+        print(f"{'count':>7}  {'stage':<{width}}  error")
+        for (st, err), n in summary.most_common():
+            print(f"{n:>7}  {st:<{width}}  {err}")
 
 
 def cmd_loadgen(args) -> int:
@@ -220,8 +260,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("dlq", help="list or replay dead-lettered events")
     p.add_argument("action", choices=["list", "replay"])
+    p.add_argument("--stage", action="append", help="only this stage (repeatable): validate, consume, fetch_decode, inference")
+    p.add_argument("--error", help="only records whose error contains this text (case-insensitive)")
+    p.add_argument("--since", help="only records that failed after this: RFC 3339 time or 30m, 6h, 2d")
+    p.add_argument("--json", action="store_true", help="list: JSON lines and a JSON summary")
+    p.add_argument("--summary", action="store_true", help="list: only the summary by stage and error")
+    p.add_argument("--dry-run", action="store_true", help="replay: show what would be replayed; send and commit nothing")
+    p.add_argument("--to", help="replay: target topic (default: the input topic)")
+    p.add_argument("--ack-unmatched", action="store_true",
+                   help="replay: records the filters leave out count as handled (committed past), e.g. to drop junk")
     p.add_argument("--group", default="imagegate-dlq-replay", help="consumer group that remembers what was replayed")
-    p.add_argument("--timeout", type=float, default=3.0, help="stop after this many idle seconds")
+    p.add_argument("--timeout", type=float, default=30.0, help="give up after this many seconds without progress")
+    p.add_argument("--flush-timeout", type=float, default=60.0, help="replay: wait this long for broker acknowledgements")
     p.set_defaults(func=cmd_dlq)
 
     p = sub.add_parser("loadgen", help="publish many events for one image URL")
@@ -243,8 +293,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    return args.func(args)
+    """Exit codes (producer_tools/exit_codes.py): 0 ok, 1 partial failure, 2 usage or configuration error."""
+    from confluent_kafka import KafkaException
+
+    args = build_parser().parse_args(argv)  # argparse exits 2 on bad arguments
+    try:
+        return args.func(args)
+    except exit_codes.UsageError as e:
+        print(f"imagegate {args.cmd}: {e}", file=sys.stderr)
+        return exit_codes.USAGE
+    except KafkaException as e:
+        err = e.args[0] if e.args else e
+        print(f"imagegate {args.cmd}: Kafka error: {err}", file=sys.stderr)
+        return exit_codes.PARTIAL
 
 
 if __name__ == "__main__":
