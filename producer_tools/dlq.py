@@ -270,6 +270,28 @@ class _Slot:
     record: DlqRecord
     outcome: str  # "pending" | "ok" | "failed" | "filtered" | "truncated"
     error: str | None = None
+    code: int | None = None
+
+
+def _isolate_batch_rejections(producer: Producer, target: str, slots: list[_Slot], flush_timeout_s: float) -> None:
+    """The broker refuses a whole record batch when it is over the topic's max.message.bytes, so
+    small records batched with one oversized record fail with it. Send those once more one at a
+    time: only the records the broker refuses on their own stay failed."""
+    for s in slots:
+        if s.outcome != "failed" or s.code != KafkaError.MSG_SIZE_TOO_LARGE:
+            continue
+        r = s.record
+        s.outcome = "pending"
+
+        def delivered(err, _msg, slot=s) -> None:
+            slot.outcome, slot.error = ("ok", None) if err is None else ("failed", str(err))
+
+        try:
+            producer.produce(target, replay_value(r.value), r.key, headers=replay_headers(r), on_delivery=delivered)
+        except KafkaException as e:  # refused by the client itself: final
+            delivered(e.args[0] if e.args else e, None)
+            continue
+        producer.flush(flush_timeout_s)
 
 
 def replay(reader: DlqReader, producer: Producer | None, target: str, filt: DlqFilter, *, ack_unmatched: bool = False,
@@ -281,6 +303,7 @@ def replay(reader: DlqReader, producer: Producer | None, target: str, filt: DlqF
 
     def delivered(slot: _Slot, err, _msg) -> None:
         slot.outcome, slot.error = ("ok", None) if err is None else ("failed", str(err))
+        slot.code = err.code() if isinstance(err, KafkaError) else None
 
     for r in reader.records():
         on_record()
@@ -311,6 +334,7 @@ def replay(reader: DlqReader, producer: Producer | None, target: str, filt: DlqF
 
     if producer is not None:
         producer.flush(flush_timeout_s)
+        _isolate_batch_rejections(producer, target, [s for ss in slots.values() for s in ss], flush_timeout_s)
     for p, ss in slots.items():
         for s in ss:
             if s.outcome == "pending":
