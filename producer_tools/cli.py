@@ -5,11 +5,14 @@
   imagegate serve DIR                    serve local images over HTTP for `publish --via http`
   imagegate tail [--topic T]             print events from a topic (image_scored by default)
   imagegate get IMAGE_ID                 latest result for an image, from Redis
+  imagegate backfill --from-file F | --from-redis   re-score existing images after a model/policy change
   imagegate dlq list | replay            inspect the dead-letter topic, or republish its events
+  imagegate status                       consumer group, lag per partition, DLQ by stage, worker versions
   imagegate loadgen URL --count N        publish N events for one image (throughput tests)
   imagegate score PATH...                the worker's decode -> model -> policy, offline
 
 Kafka/Redis addresses and topic names come from the same IMAGEGATE_* settings as the worker.
+Exit codes: 0 ok, 1 partial failure (some items failed; the summary says which), 2 usage or configuration error.
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ def cmd_topics(args) -> int:
 
 def cmd_publish(args) -> int:
     from producer_tools import kafka_clients
+    from producer_tools.progress import bar
     from producer_tools.publish import expand_files, make_event, publish, sha256_file, url_for
 
     s = _settings()
@@ -51,17 +55,28 @@ def cmd_publish(args) -> int:
         if "://" in target:
             events.append(make_event(target, policy=args.policy, role=args.role, listing_id=args.listing_id))
             continue
-        for f in expand_files([target]):
+        try:
+            files = list(expand_files([target]))
+        except FileNotFoundError as e:
+            raise exit_codes.UsageError(str(e)) from None
+        for f in files:
             root = Path(args.root or (target if Path(target).is_dir() else Path(target).parent))
             url = url_for(f, args.via, root, args.base_url)
             sha = sha256_file(f) if args.with_sha else None
             events.append(make_event(url, image_id=f.stem, policy=args.policy, role=args.role,
                                      listing_id=args.listing_id, content_sha256=sha))
-    n = publish(kafka_clients.producer(s), s.topic_in, events)
+    progress = bar(len(events), "publish", "ev")
+    try:
+        n = publish(kafka_clients.producer(s), s.topic_in, events, on_sent=progress.update)
+    except RuntimeError as e:  # some events not acknowledged by the broker
+        print(f"imagegate publish: {e}", file=sys.stderr)
+        return exit_codes.PARTIAL
+    finally:
+        progress.close()
     for ev in events:
         print(json.dumps({"event_id": ev.event_id, "image_id": ev.image_id, "url": ev.url}))
     print(f"published {n} events to {s.topic_in}", file=sys.stderr)
-    return 0
+    return exit_codes.OK
 
 
 def cmd_serve(args) -> int:
@@ -185,6 +200,73 @@ def _print_dlq_summary(summary, total: int, as_json: bool) -> None:
             print(f"{n:>7}  {st:<{width}}  {err}")
 
 
+def _running_versions(args, s) -> tuple[str, str]:
+    """The versions a worker started with these settings runs: what `imagegate score` would load."""
+    mv, pv = args.model_version, args.policy_version
+    if mv is None:
+        import model
+
+        try:
+            mv = model.load(args.model or s.model_path, "cpu").version
+        except model.ModelLoadError as e:
+            raise exit_codes.UsageError(f"{e} (or pass --model-version)") from None
+    if pv is None:
+        from consumer.policy import Policy
+
+        pv = Policy.from_file(s.policy_file, s.default_policy).version
+    return mv, pv
+
+
+def cmd_backfill(args) -> int:
+    from producer_tools import backfill, kafka_clients
+    from producer_tools.progress import bar
+
+    s = _settings()
+    topic = args.topic or s.topic_backfill or s.topic_in
+    shown = 0
+
+    def on_skip(skip) -> None:
+        nonlocal shown
+        if skip.reason in ("invalid", "unreadable") and shown < 20:
+            shown += 1
+            print(f"skipped ({skip.reason}): {skip.detail}", file=sys.stderr)
+
+    if args.from_file:
+        path = Path(args.from_file)
+        source = f"file:{path.resolve()}"
+        entries = lambda: backfill.from_file(path)  # noqa: E731
+    else:
+        import redis
+
+        mv, pv = _running_versions(args, s)
+        source = f"redis:model={mv},policy={pv}"
+        print(f"selecting imagegate:image:* results not scored by model {mv} + policy {pv}", file=sys.stderr)
+        entries = lambda: backfill.from_redis(redis.Redis.from_url(s.redis_url), mv, pv)  # noqa: E731
+    cp_path = Path(args.checkpoint)
+    cp, resumed = backfill.start_or_resume(cp_path, source, topic, args.restart,
+                                           lambda plan: backfill.write_plan(entries(), plan, args.limit, on_skip))
+    if resumed and cp.done >= cp.total:
+        print(f"backfill {cp.run_id}: already complete ({cp.total} items to {cp.topic}); nothing to do", file=sys.stderr)
+        return exit_codes.OK
+    if resumed:
+        print(f"resuming backfill {cp.run_id} at item {cp.done} of {cp.total}", file=sys.stderr)
+    progress = bar(cp.total, "backfill", "img")
+    progress.update(cp.done)
+    rep = backfill.publish_plan(kafka_clients.producer(s), cp, cp_path, args.rate, on_progress=progress.update)
+    progress.close()
+    skipped = ", ".join(f"{n} {why}" for why, n in sorted(rep.skipped.items())) or "none"
+    print(f"backfill {rep.run_id}: published {rep.published} to {rep.topic} in {rep.seconds:.1f}s "
+          f"({rep.rate:.0f}/s); {cp.done} of {rep.total} done" + (f" (resumed at {rep.resumed_at})" if resumed else "")
+          + f"; skipped: {skipped}; failed: {rep.failed}", file=sys.stderr)
+    if rep.failed:
+        print(f"not delivered: {rep.first_error}; re-run the same command to resume at item {cp.done}", file=sys.stderr)
+    print(json.dumps({"run_id": rep.run_id, "topic": rep.topic, "total": rep.total, "done": cp.done,
+                      "resumed_at": rep.resumed_at if resumed else None, "published": rep.published, "failed": rep.failed,
+                      "skipped": rep.skipped, "seconds": round(rep.seconds, 3), "events_per_s": round(rep.rate, 1)}))
+    bad_input = rep.skipped.get("invalid", 0) + rep.skipped.get("unreadable", 0)
+    return exit_codes.PARTIAL if rep.failed or bad_input else exit_codes.OK
+
+
 def cmd_loadgen(args) -> int:
     from producer_tools import kafka_clients
     from producer_tools.publish import make_event, publish
@@ -273,6 +355,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=30.0, help="give up after this many seconds without progress")
     p.add_argument("--flush-timeout", type=float, default=60.0, help="replay: wait this long for broker acknowledgements")
     p.set_defaults(func=cmd_dlq)
+
+    p = sub.add_parser("backfill", help="re-publish image_uploaded for existing images (after a model/policy change)")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--from-file", metavar="PATH", help="JSONL or CSV with image_id,url[,listing_id,seller_id,role,policy]")
+    src.add_argument("--from-redis", action="store_true",
+                     help="results in Redis whose model or policy version is not the running one")
+    p.add_argument("--model", help="weights file whose version is the running one (default: IMAGEGATE_MODEL_PATH or shipped)")
+    p.add_argument("--model-version", help="running model version (instead of reading --model)")
+    p.add_argument("--policy-version", help="running policy version (default: the version in IMAGEGATE_POLICY_FILE)")
+    p.add_argument("--topic", help="default IMAGEGATE_TOPIC_BACKFILL, else the input topic")
+    p.add_argument("--rate", type=float, help="events per second (default: as fast as the broker takes them)")
+    p.add_argument("--limit", type=int, help="plan at most this many images (a canary)")
+    p.add_argument("--checkpoint", default="imagegate-backfill.checkpoint.json",
+                   help="progress file; re-running the same command resumes from it (plan kept next to it)")
+    p.add_argument("--restart", action="store_true", help="ignore an existing checkpoint and plan afresh")
+    p.set_defaults(func=cmd_backfill)
 
     p = sub.add_parser("loadgen", help="publish many events for one image URL")
     p.add_argument("url")
