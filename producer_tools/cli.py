@@ -242,6 +242,11 @@ def cmd_backfill(args) -> int:
         source = f"redis:model={mv},policy={pv}"
         print(f"selecting imagegate:image:* results not scored by model {mv} + policy {pv}", file=sys.stderr)
         entries = lambda: backfill.from_redis(redis.Redis.from_url(s.redis_url), mv, pv)  # noqa: E731
+    prod = kafka_clients.producer(s)
+    md = prod.list_topics(topic, timeout=30).topics.get(topic)
+    if md is None or md.error is not None:
+        raise exit_codes.UsageError(f"topic {topic} does not exist: create it first (`imagegate topics` creates "
+                                    "IMAGEGATE_TOPIC_BACKFILL) or check --topic")
     cp_path = Path(args.checkpoint)
     cp, resumed = backfill.start_or_resume(cp_path, source, topic, args.restart,
                                            lambda plan: backfill.write_plan(entries(), plan, args.limit, on_skip))
@@ -252,7 +257,7 @@ def cmd_backfill(args) -> int:
         print(f"resuming backfill {cp.run_id} at item {cp.done} of {cp.total}", file=sys.stderr)
     progress = bar(cp.total, "backfill", "img")
     progress.update(cp.done)
-    rep = backfill.publish_plan(kafka_clients.producer(s), cp, cp_path, args.rate, on_progress=progress.update)
+    rep = backfill.publish_plan(prod, cp, cp_path, args.rate, on_progress=progress.update)
     progress.close()
     skipped = ", ".join(f"{n} {why}" for why, n in sorted(rep.skipped.items())) or "none"
     print(f"backfill {rep.run_id}: published {rep.published} to {rep.topic} in {rep.seconds:.1f}s "
