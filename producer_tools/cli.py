@@ -272,6 +272,16 @@ def cmd_backfill(args) -> int:
     return exit_codes.PARTIAL if rep.failed or bad_input else exit_codes.OK
 
 
+def cmd_status(args) -> int:
+    from producer_tools.status import collect, render
+
+    s = _settings()
+    st = collect(s, args.group or s.group_id, args.metrics or [], dlq_scan=-1 if args.no_dlq else args.dlq_scan,
+                 timeout_s=args.timeout)
+    print(json.dumps(st.as_json(), indent=2) if args.json else render(st))
+    return exit_codes.PARTIAL if st.errors else exit_codes.OK
+
+
 def cmd_loadgen(args) -> int:
     from producer_tools import kafka_clients
     from producer_tools.publish import make_event, publish
@@ -376,6 +386,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="progress file; re-running the same command resumes from it (plan kept next to it)")
     p.add_argument("--restart", action="store_true", help="ignore an existing checkpoint and plan afresh")
     p.set_defaults(func=cmd_backfill)
+
+    p = sub.add_parser("status", help="consumer group members, lag per partition, DLQ by stage, worker versions")
+    p.add_argument("--group", help="consumer group (default IMAGEGATE_GROUP_ID)")
+    p.add_argument("--metrics", nargs="+", metavar="URL", help="workers' metrics endpoints (host:port or URL)")
+    p.add_argument("--json", action="store_true", help="one JSON object instead of tables")
+    p.add_argument("--dlq-scan", type=int, default=10_000, help="newest DLQ records read for the by-stage count")
+    p.add_argument("--no-dlq", action="store_true", help="skip the DLQ")
+    p.add_argument("--timeout", type=float, default=15.0, help="per Kafka request, seconds")
+    p.set_defaults(func=cmd_status)
 
     p = sub.add_parser("loadgen", help="publish many events for one image URL")
     p.add_argument("url")
