@@ -166,3 +166,36 @@ def test_backfill_killed_and_resumed_without_duplicates_beyond_the_bound(pipelin
         ids.setdefault(m.key(), set()).add(json.loads(m.value())["event_id"])
     assert all(len(v) == 1 for v in ids.values())  # a duplicate carries the same event_id: recognisable
     print(f"killed at checkpoint {done_at_kill}, {before} in topic, {duplicates} duplicates (bound {DUPLICATE_BOUND})")
+
+
+def test_progress_bar_on_a_terminal_only(pipeline, tmp_path):
+    """stderr on a pseudo-terminal gets a live bar; captured stderr (a pipe) gets only the summary."""
+    import fcntl
+    import os
+    import pty
+    import struct
+    import termios
+
+    src = tmp_path / "few.csv"
+    src.write_text("image_id,url\n" + "".join(f"p{i},https://cdn.example.com/p{i}.jpg\n" for i in range(50)))
+    piped = cli(pipeline.env, "backfill", "--from-file", str(src), "--checkpoint", str(tmp_path / "a.json"), "--rate", "100")
+    assert piped.returncode == 0 and "backfill:" not in piped.stderr and "img/s" not in piped.stderr
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # a terminal has a size
+    proc = subprocess.Popen([sys.executable, "-m", "producer_tools.cli", "backfill", "--from-file", str(src),
+                             "--checkpoint", str(tmp_path / "b.json"), "--rate", "100"],
+                            cwd=REPO, env=pipeline.env, stdout=subprocess.PIPE, stderr=slave)
+    os.close(slave)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:  # the child closed the terminal
+            break
+        if not chunk:
+            break
+        seen += chunk
+    os.close(master)
+    assert proc.wait(120) == 0
+    assert b"backfill:" in seen and b"/50" in seen and b"img/s" in seen, seen[-500:]
