@@ -251,7 +251,8 @@ def cmd_backfill(args) -> int:
     cp, resumed = backfill.start_or_resume(cp_path, source, topic, args.restart,
                                            lambda plan: backfill.write_plan(entries(), plan, args.limit, on_skip))
     if resumed and cp.done >= cp.total:
-        print(f"backfill {cp.run_id}: already complete ({cp.total} items to {cp.topic}); nothing to do", file=sys.stderr)
+        print(f"backfill {cp.run_id}: already complete ({cp.total} items to {cp.topic}); nothing to do "
+              f"(--restart selects afresh)", file=sys.stderr)
         return exit_codes.OK
     if resumed:
         print(f"resuming backfill {cp.run_id} at item {cp.done} of {cp.total}", file=sys.stderr)
@@ -263,6 +264,9 @@ def cmd_backfill(args) -> int:
     print(f"backfill {rep.run_id}: published {rep.published} to {rep.topic} in {rep.seconds:.1f}s "
           f"({rep.rate:.0f}/s); {cp.done} of {rep.total} done" + (f" (resumed at {rep.resumed_at})" if resumed else "")
           + f"; skipped: {skipped}; failed: {rep.failed}", file=sys.stderr)
+    if rep.skipped.get("no source_url"):
+        print(f"{rep.skipped['no source_url']} results in Redis have no source_url (written by an older worker): "
+              "re-publish those with --from-file", file=sys.stderr)
     if rep.failed:
         print(f"not delivered: {rep.first_error}; re-run the same command to resume at item {cp.done}", file=sys.stderr)
     print(json.dumps({"run_id": rep.run_id, "topic": rep.topic, "total": rep.total, "done": cp.done,

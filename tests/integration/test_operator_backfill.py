@@ -152,7 +152,7 @@ def test_backfill_killed_and_resumed_without_duplicates_beyond_the_bound(pipelin
 
     resumed = cli(pipeline.env, "backfill", "--from-file", str(src), "--checkpoint", str(cp))
     assert resumed.returncode == 0, resumed.stderr
-    assert f"resuming backfill" in resumed.stderr and summary(resumed)["resumed_at"] == done_at_kill
+    assert "resuming backfill" in resumed.stderr and summary(resumed)["resumed_at"] == done_at_kill
     assert summary(resumed)["published"] == n - done_at_kill
 
     events = read_all(s, s.topic_in)
