@@ -137,7 +137,7 @@ def _dlq_filter(args):
 
 def cmd_dlq(args) -> int:
     from producer_tools import kafka_clients
-    from producer_tools.dlq import DlqReader, replay, summarise
+    from producer_tools.dlq import DlqReader, replay, replay_target, summarise
     from producer_tools.progress import bar
 
     s = _settings()
@@ -166,9 +166,10 @@ def cmd_dlq(args) -> int:
             progress.close()
             _print_dlq_summary(summarise(matched), len(matched), args.json)
             return exit_codes.OK
-        to = args.to or s.topic_in
+        inputs = [s.topic_in] + ([s.topic_backfill] if s.topic_backfill else [])
+        to = args.to or " / ".join(inputs)
         prod = None if args.dry_run else kafka_clients.producer(s)
-        rep = replay(reader, prod, to, filt, ack_unmatched=args.ack_unmatched, flush_timeout_s=args.flush_timeout,
+        rep = replay(reader, prod, replay_target(args.to, inputs), filt, ack_unmatched=args.ack_unmatched, flush_timeout_s=args.flush_timeout,
                      on_line=lambda line: (progress.clear(), print(line)), on_record=progress.update)
         progress.close()
     finally:
@@ -367,7 +368,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="list: JSON lines and a JSON summary")
     p.add_argument("--summary", action="store_true", help="list: only the summary by stage and error")
     p.add_argument("--dry-run", action="store_true", help="replay: show what would be replayed; send and commit nothing")
-    p.add_argument("--to", help="replay: target topic (default: the input topic)")
+    p.add_argument("--to", help="replay: target topic (default: the input or backfill topic the record came from)")
     p.add_argument("--ack-unmatched", action="store_true",
                    help="replay: records the filters leave out count as handled (committed past), e.g. to drop junk")
     p.add_argument("--group", default="imagegate-dlq-replay", help="consumer group that remembers what was replayed")

@@ -26,6 +26,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, Topi
 from consumer import events
 from consumer.config import Settings
 from producer_tools.exit_codes import UsageError
+from producer_tools.kafka_clients import with_coordinator_retry
 
 REPLAY_OF_HEADER = "imagegate_replay_of"
 
@@ -45,6 +46,7 @@ class DlqRecord:
     truncated: bool
     original_size: int | None
     original_sha256: str | None
+    source_topic: str | None = None
 
     @classmethod
     def from_message(cls, msg) -> "DlqRecord":
@@ -58,6 +60,7 @@ class DlqRecord:
             truncated=h.get(events.DLQ_HEADER_TRUNCATED, "").lower() in ("1", "true", "yes"),
             original_size=_int(h.get(events.DLQ_HEADER_ORIGINAL_SIZE)),
             original_sha256=h.get(events.DLQ_HEADER_ORIGINAL_SHA256),
+            source_topic=h.get(events.DLQ_HEADER_TOPIC),
         )
 
     @property
@@ -176,7 +179,10 @@ class DlqReader:
             self.exists = False
             return self
         tps = [TopicPartition(self.topic, p) for p in sorted(md.partitions)]
-        committed = {tp.partition: tp.offset for tp in self.consumer.committed(tps, timeout=self.timeout_s)} if self.group else {}
+        committed = {}
+        if self.group:
+            got = with_coordinator_retry(lambda: self.consumer.committed(tps, timeout=self.timeout_s), self.timeout_s)
+            committed = {tp.partition: tp.offset for tp in got}
         for tp in tps:
             low, high = self.consumer.get_watermark_offsets(tp, timeout=self.timeout_s)
             start = committed.get(tp.partition, -1)
@@ -220,8 +226,8 @@ class DlqReader:
 
     def commit(self, offsets: dict[int, int]) -> None:
         if offsets:
-            self.consumer.commit(offsets=[TopicPartition(self.topic, p, o) for p, o in sorted(offsets.items())],
-                                 asynchronous=False)
+            tps = [TopicPartition(self.topic, p, o) for p, o in sorted(offsets.items())]
+            with_coordinator_retry(lambda: self.consumer.commit(offsets=tps, asynchronous=False), self.timeout_s)
 
     def close(self) -> None:
         self.consumer.close()
@@ -273,7 +279,19 @@ class _Slot:
     code: int | None = None
 
 
-def _isolate_batch_rejections(producer: Producer, target: str, slots: list[_Slot], flush_timeout_s: float) -> None:
+def replay_target(to: str | None, inputs: list[str]) -> Callable[[DlqRecord], str]:
+    """`--to` when given; else the input topic the record came from (so a dead-lettered backfill
+    event goes back to the backfill topic), if it is one of ours; else the first input topic.
+    The header is data, so it can only choose among the configured input topics."""
+    def pick(r: DlqRecord) -> str:
+        if to:
+            return to
+        return r.source_topic if r.source_topic in inputs else inputs[0]
+
+    return pick
+
+
+def _isolate_batch_rejections(producer: Producer, target: Callable[[DlqRecord], str], slots: list[_Slot], flush_timeout_s: float) -> None:
     """The broker refuses a whole record batch when it is over the topic's max.message.bytes, so
     small records batched with one oversized record fail with it. Send those once more one at a
     time: only the records the broker refuses on their own stay failed."""
@@ -287,17 +305,17 @@ def _isolate_batch_rejections(producer: Producer, target: str, slots: list[_Slot
             slot.outcome, slot.error = ("ok", None) if err is None else ("failed", str(err))
 
         try:
-            producer.produce(target, replay_value(r.value), r.key, headers=replay_headers(r), on_delivery=delivered)
+            producer.produce(target(r), replay_value(r.value), r.key, headers=replay_headers(r), on_delivery=delivered)
         except KafkaException as e:  # refused by the client itself: final
             delivered(e.args[0] if e.args else e, None)
             continue
         producer.flush(flush_timeout_s)
 
 
-def replay(reader: DlqReader, producer: Producer | None, target: str, filt: DlqFilter, *, ack_unmatched: bool = False,
+def replay(reader: DlqReader, producer: Producer | None, target: Callable[[DlqRecord], str], filt: DlqFilter, *, ack_unmatched: bool = False,
            flush_timeout_s: float = 60.0, on_line: Callable[[str], None] = print,
            on_record: Callable[[], None] = lambda: None) -> ReplayReport:
-    """Republish the matching records to `target`; `producer=None` is a dry run (nothing sent or committed)."""
+    """Republish the matching records to `target(record)`; `producer=None` is a dry run (nothing sent or committed)."""
     report = ReplayReport()
     slots: dict[int, list[_Slot]] = {p: [] for p in reader.start}
 
@@ -316,12 +334,12 @@ def replay(reader: DlqReader, producer: Producer | None, target: str, filt: DlqF
                     "re-publish the original from its source")
         elif producer is None:
             slot = _Slot(r, "ok")
-            on_line(f"would replay: {r.where} image {r.image_id or '?'} [{r.stage}] {error_kind(r.error)}")
+            on_line(f"would replay: {r.where} image {r.image_id or '?'} to {target(r)} [{r.stage}] {error_kind(r.error)}")
         else:
             slot = _Slot(r, "pending")
             while True:
                 try:
-                    producer.produce(target, replay_value(r.value), r.key, headers=replay_headers(r),
+                    producer.produce(target(r), replay_value(r.value), r.key, headers=replay_headers(r),
                                      on_delivery=partial(delivered, slot))
                     break
                 except BufferError:

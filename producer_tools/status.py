@@ -22,6 +22,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from consumer.config import Settings
 from producer_tools.dlq import DlqReader
+from producer_tools.kafka_clients import with_coordinator_retry
 
 
 @dataclass
@@ -85,7 +86,8 @@ class GroupStatus:
 
 def _describe_group(admin: AdminClient, st: GroupStatus, timeout_s: float) -> None:
     try:
-        d = admin.describe_consumer_groups([st.group], request_timeout=timeout_s)[st.group].result()
+        d = with_coordinator_retry(
+            lambda: admin.describe_consumer_groups([st.group], request_timeout=timeout_s)[st.group].result(), timeout_s)
     except KafkaException as e:
         st.errors.append(f"describe group {st.group}: {e.args[0] if e.args else e}")
         return
@@ -101,7 +103,8 @@ def _committed(admin: AdminClient, group: str, st: GroupStatus, timeout_s: float
     from confluent_kafka import ConsumerGroupTopicPartitions
 
     try:
-        res = admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group)], request_timeout=timeout_s)[group].result()
+        res = with_coordinator_retry(lambda: admin.list_consumer_group_offsets(
+            [ConsumerGroupTopicPartitions(group)], request_timeout=timeout_s)[group].result(), timeout_s)
     except KafkaException as e:
         st.errors.append(f"committed offsets of {group}: {e.args[0] if e.args else e}")
         return {}

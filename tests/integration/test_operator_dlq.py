@@ -174,3 +174,22 @@ def test_replay_a_record_the_broker_refuses(pipeline):
     assert "MSG_SIZE_TOO_LARGE" in r.stdout and "Traceback" not in r.stderr
     assert committed(s, group, s.topic_dlq) == 2
     assert sorted(m.key() for m in read_all(s, target)) == [b"k0", b"k1", b"k3"]
+
+
+def test_replay_goes_back_to_the_input_topic_it_came_from(pipeline):
+    """A dead-lettered backfill event goes back to the backfill topic (not ahead of live uploads);
+    a source-topic header naming anything else cannot steer the replay there."""
+    from producer_tools.kafka_clients import ensure_topics
+
+    s = pipeline.settings
+    env = {**pipeline.env, "IMAGEGATE_TOPIC_BACKFILL": f"{s.topic_in}.backfill"}
+    ensure_topics(s.model_copy(update={"topic_backfill": f"{s.topic_in}.backfill"}))
+    dead_letter(s, [(event("live"), "inference", "x"), (event("bf", trigger="backfill"), "inference", "x"),
+                    (event("odd"), "inference", "x")],
+                {1: [("imagegate_source_topic", f"{s.topic_in}.backfill".encode())],
+                 2: [("imagegate_source_topic", b"somebody.elses.topic")]})
+    r = cli(env, "dlq", "replay")
+    assert r.returncode == 0, r.stderr
+    assert sorted(m.key() for m in read_all(s, s.topic_in)) == [b"k0", b"k2"]
+    back = read_all(s, f"{s.topic_in}.backfill")
+    assert [m.key() for m in back] == [b"k1"] and json.loads(back[0].value())["trigger"] == "replay"
