@@ -21,6 +21,7 @@ import argparse
 import json
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 from consumer.config import ConfigError, load_settings
@@ -137,7 +138,7 @@ def _dlq_filter(args):
 
 def cmd_dlq(args) -> int:
     from producer_tools import kafka_clients
-    from producer_tools.dlq import DlqReader, replay, replay_target, summarise
+    from producer_tools.dlq import DlqReader, error_kind, replay, replay_target
     from producer_tools.progress import bar
 
     s = _settings()
@@ -145,32 +146,30 @@ def cmd_dlq(args) -> int:
     replaying = args.action == "replay"
     reader = DlqReader(s, s.topic_dlq, group=args.group if replaying else None, timeout_s=args.timeout).open()
     try:
-        if not reader.exists:
-            print(f"DLQ topic {s.topic_dlq} does not exist: nothing dead-lettered yet", file=sys.stderr)
-            return exit_codes.OK
-        if not reader.pending:
-            what = f"fully replayed by group {args.group}" if replaying and reader.size else "empty"
-            print(f"DLQ {s.topic_dlq} is {what}: nothing to {args.action}", file=sys.stderr)
+        if not reader.exists or not reader.pending:
+            what = ("does not exist: nothing dead-lettered yet" if not reader.exists else
+                    f"is fully replayed by group {args.group}" if replaying and reader.size else "is empty")
+            print(f"DLQ {s.topic_dlq} {what}: nothing to {args.action}", file=sys.stderr)
+            if not replaying:
+                _print_dlq_summary(Counter(), 0, args.json)
             return exit_codes.OK
         progress = bar(reader.pending, f"dlq {args.action}", "rec")
         if not replaying:
-            matched = []
+            summary: Counter = Counter()
             for r in reader.records():
                 progress.update()
                 if filt.matches(r):
-                    matched.append(r)
+                    summary[(r.stage, error_kind(r.error))] += 1
                     if not args.summary:
-                        print(json.dumps(r.as_json()) if args.json else
-                              f"{r.partition}:{r.offset}  {r.failed_at.strftime('%Y-%m-%dT%H:%M:%S') if r.failed_at else '?':<19}  {r.stage:<12}  "
-                              f"{r.image_id or '?':<24}  {'[truncated] ' if r.truncated else ''}{r.error[:120]}")
+                        print(json.dumps(r.as_json()) if args.json else r.line())
             progress.close()
-            _print_dlq_summary(summarise(matched), len(matched), args.json)
+            _print_dlq_summary(summary, sum(summary.values()), args.json)
             return exit_codes.OK
         inputs = [s.topic_in] + ([s.topic_backfill] if s.topic_backfill else [])
         to = args.to or " / ".join(inputs)
         prod = None if args.dry_run else kafka_clients.producer(s)
-        rep = replay(reader, prod, replay_target(args.to, inputs), filt, ack_unmatched=args.ack_unmatched, flush_timeout_s=args.flush_timeout,
-                     on_line=lambda line: (progress.clear(), print(line)), on_record=progress.update)
+        rep = replay(reader, prod, replay_target(args.to, inputs), filt, ack_unmatched=args.ack_unmatched,
+                     flush_timeout_s=args.flush_timeout, on_line=lambda line: (progress.clear(), print(line)), on_record=progress.update)
         progress.close()
     finally:
         reader.close()

@@ -15,7 +15,6 @@ import json
 import re
 import time
 import uuid
-from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from functools import partial
@@ -70,6 +69,11 @@ class DlqRecord:
     @property
     def image_id(self) -> str:
         return (self.key or b"").decode("utf-8", "replace")
+
+    def line(self) -> str:
+        when = self.failed_at.strftime("%Y-%m-%dT%H:%M:%S") if self.failed_at else "?"
+        return (f"{self.partition}:{self.offset}  {when:<19}  {self.stage:<12}  {self.image_id or '?':<24}  "
+                f"{'[truncated] ' if self.truncated else ''}{self.error[:120]}")
 
     def as_json(self, preview: int = 300) -> dict:
         return {"partition": self.partition, "offset": self.offset, "image_id": self.image_id, "stage": self.stage,
@@ -143,10 +147,6 @@ def error_kind(error: str, width: int = 70) -> str:
     "HTTP 503 from https://a/1.jpg" and "HTTP 502 from https://b/2.jpg" under one line."""
     text = _NUMBER.sub("N", _QUOTED.sub("'…'", _URL.sub("<url>", error.strip().splitlines()[0] if error.strip() else "")))
     return (text[: width - 1] + "…") if len(text) > width else (text or "(no error header)")
-
-
-def summarise(records: list[DlqRecord]) -> Counter[tuple[str, str]]:
-    return Counter((r.stage, error_kind(r.error)) for r in records)
 
 
 # --- reading -----------------------------------------------------------------------

@@ -153,7 +153,7 @@ def metrics_url(url: str) -> str:
     """Accept `host:port`, `http://host:port` or a full URL to /metrics."""
     if "://" not in url:
         url = "http://" + url
-    scheme, _, rest = url.partition("://")
+    _, _, rest = url.partition("://")
     return url if "/" in rest else f"{url}/metrics"
 
 

@@ -72,7 +72,9 @@ def test_replay_twice_does_not_crash_and_replays_once(pipeline):
 def test_replay_of_an_empty_dlq(pipeline):
     r = cli(pipeline.env, "dlq", "replay")
     assert r.returncode == 0, r.stderr
-    assert "Traceback" not in r.stderr
+    assert "Traceback" not in r.stderr and "is empty: nothing to replay" in r.stderr
+    listed = cli(pipeline.env, "dlq", "list", "--json")
+    assert listed.returncode == 0 and json.loads(listed.stdout) == {"summary": [], "total": 0}
 
 
 def committed(settings, group: str, topic: str, partition: int = 0) -> int:
