@@ -17,7 +17,6 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from functools import partial
 from typing import Callable, Iterator
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
@@ -273,10 +272,26 @@ class ReplayReport:
 
 @dataclass
 class _Slot:
-    record: DlqRecord
+    """One record's outcome. The record itself (its value may be large) is kept only while it may
+    have to be sent again, so a replay of a big DLQ holds outcomes, not payloads."""
+
+    offset: int
+    where: str
+    image_id: str
     outcome: str  # "pending" | "ok" | "failed" | "filtered" | "truncated"
+    record: DlqRecord | None = None
     error: str | None = None
     code: int | None = None
+
+    @classmethod
+    def of(cls, r: DlqRecord, outcome: str) -> "_Slot":
+        return cls(r.offset, r.where, r.image_id or "?", outcome, r if outcome == "pending" else None)
+
+    def delivered(self, err, _msg=None) -> None:
+        self.outcome, self.error = ("ok", None) if err is None else ("failed", str(err))
+        self.code = err.code() if isinstance(err, KafkaError) else None
+        if err is None:
+            self.record = None
 
 
 def replay_target(to: str | None, inputs: list[str]) -> Callable[[DlqRecord], str]:
@@ -291,61 +306,54 @@ def replay_target(to: str | None, inputs: list[str]) -> Callable[[DlqRecord], st
     return pick
 
 
-def _isolate_batch_rejections(producer: Producer, target: Callable[[DlqRecord], str], slots: list[_Slot], flush_timeout_s: float) -> None:
+def _isolate_batch_rejections(producer: Producer, target: Callable[[DlqRecord], str], slots: list[_Slot],
+                              flush_timeout_s: float) -> None:
     """The broker refuses a whole record batch when it is over the topic's max.message.bytes, so
     small records batched with one oversized record fail with it. Send those once more one at a
     time: only the records the broker refuses on their own stay failed."""
     for s in slots:
-        if s.outcome != "failed" or s.code != KafkaError.MSG_SIZE_TOO_LARGE:
+        if s.outcome != "failed" or s.code != KafkaError.MSG_SIZE_TOO_LARGE or s.record is None:
             continue
         r = s.record
         s.outcome = "pending"
-
-        def delivered(err, _msg, slot=s) -> None:
-            slot.outcome, slot.error = ("ok", None) if err is None else ("failed", str(err))
-
         try:
-            producer.produce(target(r), replay_value(r.value), r.key, headers=replay_headers(r), on_delivery=delivered)
+            producer.produce(target(r), replay_value(r.value), r.key, headers=replay_headers(r), on_delivery=s.delivered)
         except KafkaException as e:  # refused by the client itself: final
-            delivered(e.args[0] if e.args else e, None)
+            s.delivered(e.args[0] if e.args else e)
             continue
         producer.flush(flush_timeout_s)
 
 
-def replay(reader: DlqReader, producer: Producer | None, target: Callable[[DlqRecord], str], filt: DlqFilter, *, ack_unmatched: bool = False,
-           flush_timeout_s: float = 60.0, on_line: Callable[[str], None] = print,
+def replay(reader: DlqReader, producer: Producer | None, target: Callable[[DlqRecord], str], filt: DlqFilter, *,
+           ack_unmatched: bool = False, flush_timeout_s: float = 60.0, on_line: Callable[[str], None] = print,
            on_record: Callable[[], None] = lambda: None) -> ReplayReport:
     """Republish the matching records to `target(record)`; `producer=None` is a dry run (nothing sent or committed)."""
     report = ReplayReport()
     slots: dict[int, list[_Slot]] = {p: [] for p in reader.start}
 
-    def delivered(slot: _Slot, err, _msg) -> None:
-        slot.outcome, slot.error = ("ok", None) if err is None else ("failed", str(err))
-        slot.code = err.code() if isinstance(err, KafkaError) else None
-
     for r in reader.records():
         on_record()
         if not filt.matches(r):
-            slot = _Slot(r, "filtered")
+            slot = _Slot.of(r, "filtered")
         elif r.truncated:
-            slot = _Slot(r, "truncated")
+            slot = _Slot.of(r, "truncated")
             on_line(f"skipped (truncated): {r.where} image {r.image_id or '?'}: the DLQ holds only the first "
                     f"{len(r.value or b'')} of {r.original_size or '?'} bytes (sha256 {r.original_sha256 or '?'}); "
                     "re-publish the original from its source")
         elif producer is None:
-            slot = _Slot(r, "ok")
+            slot = _Slot.of(r, "ok")
             on_line(f"would replay: {r.where} image {r.image_id or '?'} to {target(r)} [{r.stage}] {error_kind(r.error)}")
         else:
-            slot = _Slot(r, "pending")
+            slot = _Slot.of(r, "pending")
             while True:
                 try:
                     producer.produce(target(r), replay_value(r.value), r.key, headers=replay_headers(r),
-                                     on_delivery=partial(delivered, slot))
+                                     on_delivery=slot.delivered)
                     break
                 except BufferError:
                     producer.poll(0.1)
                 except KafkaException as e:  # refused before sending (e.g. over the client's message.max.bytes)
-                    delivered(slot, e.args[0] if e.args else e, None)
+                    slot.delivered(e.args[0] if e.args else e)
                     break
             producer.poll(0)
         slots[r.partition].append(slot)
@@ -358,7 +366,7 @@ def replay(reader: DlqReader, producer: Producer | None, target: Callable[[DlqRe
             if s.outcome == "pending":
                 s.outcome, s.error = "failed", f"not acknowledged by the broker within {flush_timeout_s:.0f}s"
             if s.outcome == "failed":
-                on_line(f"failed: {s.record.where} image {s.record.image_id or '?'}: {s.error}")
+                on_line(f"failed: {s.where} image {s.image_id}: {s.error}")
         report.replayed += sum(s.outcome == "ok" for s in ss)
         report.failed += sum(s.outcome == "failed" for s in ss)
         report.skipped_filtered += sum(s.outcome == "filtered" for s in ss)
@@ -371,7 +379,7 @@ def replay(reader: DlqReader, producer: Producer | None, target: Callable[[DlqRe
         if prefix == len(ss) and ss:
             report.committed[p] = reader.end[p]  # also passes offsets with no record (transaction markers)
         elif prefix:
-            report.committed[p] = ss[prefix - 1].record.offset + 1
+            report.committed[p] = ss[prefix - 1].offset + 1
 
     if producer is not None:
         try:
