@@ -101,7 +101,8 @@ def from_file(path: Path) -> Iterator[BackfillItem | Skip]:
             except ValueError as e:
                 yield Skip("invalid", f"{path.name} line {n}: not JSON ({e})")
                 continue
-            yield _item(row, f"{path.name} line {n}") if isinstance(row, dict) else Skip("invalid", f"{path.name} line {n}: not an object")
+            where = f"{path.name} line {n}"
+            yield _item(row, where) if isinstance(row, dict) else Skip("invalid", f"{where}: not an object")
 
 
 def from_redis(client, model_version: str, policy_version: str, batch: int = 500) -> Iterator[BackfillItem | Skip]:

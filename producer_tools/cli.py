@@ -169,7 +169,8 @@ def cmd_dlq(args) -> int:
         to = args.to or " / ".join(inputs)
         prod = None if args.dry_run else kafka_clients.producer(s)
         rep = replay(reader, prod, replay_target(args.to, inputs), filt, ack_unmatched=args.ack_unmatched,
-                     flush_timeout_s=args.flush_timeout, on_line=lambda line: (progress.clear(), print(line)), on_record=progress.update)
+                     flush_timeout_s=args.flush_timeout, on_line=lambda line: (progress.clear(), print(line)),
+                     on_record=progress.update)
         progress.close()
     finally:
         reader.close()

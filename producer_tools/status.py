@@ -123,8 +123,8 @@ def _lags(s: Settings, topics: list[str], committed: dict[tuple[str, int], int],
             for p in sorted(md.partitions):
                 low, high = c.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout_s)
                 done = committed.get((topic, p))
-                st.partitions.append(PartitionLag(topic, p, done, low, high, max(0, high - max(low, done if done is not None else low)),
-                                                  owner.get(f"{topic}:{p}")))
+                lag = max(0, high - max(low, done if done is not None else low))
+                st.partitions.append(PartitionLag(topic, p, done, low, high, lag, owner.get(f"{topic}:{p}")))
     except KafkaException as e:
         st.errors.append(f"end offsets: {e.args[0] if e.args else e}")
     finally:

@@ -41,16 +41,28 @@ def dead_letter(settings, records: list[tuple[bytes, str, str]], extra_headers=N
 
 
 def read_all(settings, topic: str) -> list:
+    """Every record in the topic now, read by partition up to its end offset (no group, no idle guess)."""
+    from confluent_kafka import TopicPartition
+
     from producer_tools.kafka_clients import reader
 
     c = reader(settings)
-    c.subscribe([topic])
-    out, idle = [], 0
-    while idle < 6:
-        msgs = c.consume(500, 0.5)
-        idle = idle + 1 if not msgs else 0
-        out += [m for m in msgs if not m.error()]
+    parts = sorted(c.list_topics(topic, timeout=30).topics[topic].partitions)
+    ends = {p: c.get_watermark_offsets(TopicPartition(topic, p), timeout=30) for p in parts}
+    todo = {p for p, (low, high) in ends.items() if high > low}
+    c.assign([TopicPartition(topic, p, ends[p][0]) for p in todo])
+    out = []
+    for _ in range(600):
+        if not todo:
+            break
+        for m in c.consume(1000, 0.5):
+            if m.error():
+                continue
+            out.append(m)
+            if m.offset() >= ends[m.partition()][1] - 1:
+                todo.discard(m.partition())
     c.close()
+    assert not todo, f"partitions {todo} of {topic} not read to their end"
     return out
 
 
