@@ -219,6 +219,8 @@ def _running_versions(args, s) -> tuple[str, str]:
 
 
 def cmd_backfill(args) -> int:
+    import redis
+
     from producer_tools import backfill, kafka_clients
     from producer_tools.progress import bar
 
@@ -237,8 +239,6 @@ def cmd_backfill(args) -> int:
         source = f"file:{path.resolve()}"
         entries = lambda: backfill.from_file(path)  # noqa: E731
     else:
-        import redis
-
         mv, pv = _running_versions(args, s)
         source = f"redis:model={mv},policy={pv}"
         print(f"selecting imagegate:image:* results not scored by model {mv} + policy {pv}", file=sys.stderr)
@@ -249,8 +249,12 @@ def cmd_backfill(args) -> int:
         raise exit_codes.UsageError(f"topic {topic} does not exist: create it first (`imagegate topics` creates "
                                     "IMAGEGATE_TOPIC_BACKFILL) or check --topic")
     cp_path = Path(args.checkpoint)
-    cp, resumed = backfill.start_or_resume(cp_path, source, topic, args.restart,
-                                           lambda plan: backfill.write_plan(entries(), plan, args.limit, on_skip))
+    try:
+        cp, resumed = backfill.start_or_resume(cp_path, source, topic, args.restart,
+                                               lambda plan: backfill.write_plan(entries(), plan, args.limit, on_skip))
+    except (OSError, redis.RedisError) as e:  # nothing was published
+        print(f"imagegate backfill: cannot read the source or write {cp_path}: {e}", file=sys.stderr)
+        return exit_codes.PARTIAL
     if resumed and cp.done >= cp.total:
         print(f"backfill {cp.run_id}: already complete ({cp.total} items to {cp.topic}); nothing to do "
               f"(--restart selects afresh)", file=sys.stderr)

@@ -126,6 +126,11 @@ def test_backfill_from_redis_selects_results_of_other_versions(pipeline, tmp_pat
     assert bodies["old-policy"]["policy"] == "strict" and bodies["old-policy"]["listing_id"] == "L-old-policy"
     assert all(b["trigger"] == "backfill" for b in bodies.values())
 
+    down = cli({**pipeline.env, "IMAGEGATE_REDIS_URL": "redis://127.0.0.1:1/0"}, "backfill", "--from-redis",
+               "--model-version", "9.9.9", "--checkpoint", str(tmp_path / "down.json"))
+    assert down.returncode == 1 and "cannot read the source" in down.stderr and "Traceback" not in down.stderr
+    assert not (tmp_path / "down.json").exists()
+
     # explicit versions: now "current" is the stale one
     r.delete("imagegate:image:garbage")
     nowhere = cli(pipeline.env, "backfill", "--from-redis", "--model-version", "9.9.9", "--topic", f"{s.topic_in}.v9",
