@@ -141,7 +141,7 @@ _QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
 _NUMBER = re.compile(r"\b\d+(?:\.\d+)?\b")
 
 
-def error_kind(error: str, width: int = 70) -> str:
+def error_kind(error: str, width: int = 90) -> str:
     """The error with its particulars (URLs, quoted values, numbers) blanked, so a summary groups
     "HTTP 503 from https://a/1.jpg" and "HTTP 502 from https://b/2.jpg" under one line."""
     text = _NUMBER.sub("N", _QUOTED.sub("'…'", _URL.sub("<url>", error.strip().splitlines()[0] if error.strip() else "")))
