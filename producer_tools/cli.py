@@ -5,11 +5,14 @@
   imagegate serve DIR                    serve local images over HTTP for `publish --via http`
   imagegate tail [--topic T]             print events from a topic (image_scored by default)
   imagegate get IMAGE_ID                 latest result for an image, from Redis
+  imagegate backfill --from-file F | --from-redis   re-score existing images after a model/policy change
   imagegate dlq list | replay            inspect the dead-letter topic, or republish its events
+  imagegate status                       consumer group, lag per partition, DLQ by stage, worker versions
   imagegate loadgen URL --count N        publish N events for one image (throughput tests)
   imagegate score PATH...                the worker's decode -> model -> policy, offline
 
 Kafka/Redis addresses and topic names come from the same IMAGEGATE_* settings as the worker.
+Exit codes: 0 ok, 1 partial failure (some items failed; the summary says which), 2 usage or configuration error.
 """
 
 from __future__ import annotations
@@ -18,9 +21,11 @@ import argparse
 import json
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 from consumer.config import ConfigError, load_settings
+from producer_tools import exit_codes
 
 
 def _settings():
@@ -42,6 +47,7 @@ def cmd_topics(args) -> int:
 
 def cmd_publish(args) -> int:
     from producer_tools import kafka_clients
+    from producer_tools.progress import bar
     from producer_tools.publish import expand_files, make_event, publish, sha256_file, url_for
 
     s = _settings()
@@ -50,17 +56,28 @@ def cmd_publish(args) -> int:
         if "://" in target:
             events.append(make_event(target, policy=args.policy, role=args.role, listing_id=args.listing_id))
             continue
-        for f in expand_files([target]):
+        try:
+            files = list(expand_files([target]))
+        except FileNotFoundError as e:
+            raise exit_codes.UsageError(str(e)) from None
+        for f in files:
             root = Path(args.root or (target if Path(target).is_dir() else Path(target).parent))
             url = url_for(f, args.via, root, args.base_url)
             sha = sha256_file(f) if args.with_sha else None
             events.append(make_event(url, image_id=f.stem, policy=args.policy, role=args.role,
                                      listing_id=args.listing_id, content_sha256=sha))
-    n = publish(kafka_clients.producer(s), s.topic_in, events)
+    progress = bar(len(events), "publish", "ev")
+    try:
+        n = publish(kafka_clients.producer(s), s.topic_in, events, on_sent=progress.update)
+    except RuntimeError as e:  # some events not acknowledged by the broker
+        print(f"imagegate publish: {e}", file=sys.stderr)
+        return exit_codes.PARTIAL
+    finally:
+        progress.close()
     for ev in events:
         print(json.dumps({"event_id": ev.event_id, "image_id": ev.image_id, "url": ev.url}))
     print(f"published {n} events to {s.topic_in}", file=sys.stderr)
-    return 0
+    return exit_codes.OK
 
 
 def cmd_serve(args) -> int:
@@ -113,36 +130,165 @@ def cmd_get(args) -> int:
     return 0
 
 
+def _dlq_filter(args):
+    from producer_tools.dlq import DlqFilter, parse_since
+
+    return DlqFilter(frozenset(args.stage or ()), args.error, parse_since(args.since) if args.since else None)
+
+
 def cmd_dlq(args) -> int:
-    from producer_tools.kafka_clients import producer, reader
+    from producer_tools import kafka_clients
+    from producer_tools.dlq import DlqReader, error_kind, replay, replay_target
+    from producer_tools.progress import bar
 
     s = _settings()
-    c = reader(s, group_id=args.group if args.action == "replay" else None)
-    c.subscribe([s.topic_dlq])
-    p = producer(s) if args.action == "replay" else None
-    n, idle_until = 0, time.monotonic() + args.timeout
-    while time.monotonic() < idle_until:
-        msg = c.poll(0.5)
-        if msg is None or msg.error():
-            continue
-        idle_until = time.monotonic() + args.timeout
-        headers = dict(msg.headers() or [])
-        if args.action == "list":
-            print(json.dumps({"offset": msg.offset(), "error": headers.get("imagegate_error", b"").decode("utf-8", "replace"),
-                              "stage": headers.get("imagegate_error_stage", b"").decode(),
-                              "value": (msg.value() or b"")[:500].decode("utf-8", "replace")}))
-        else:
-            clean = [(k, v) for k, v in (msg.headers() or []) if not k.startswith("imagegate_")]
-            p.produce(s.topic_in, msg.value(), msg.key(), headers=clean)
-            p.poll(0)
-        n += 1
-    if p is not None:
-        p.flush(30)
-        if n:
-            c.commit(asynchronous=False)  # the group remembers what was replayed
-    c.close()
-    print(f"{'replayed' if args.action == 'replay' else 'listed'} {n} DLQ records", file=sys.stderr)
-    return 0
+    filt = _dlq_filter(args)
+    replaying = args.action == "replay"
+    reader = DlqReader(s, s.topic_dlq, group=args.group if replaying else None, timeout_s=args.timeout).open()
+    try:
+        if not reader.exists or not reader.pending:
+            what = ("does not exist: nothing dead-lettered yet" if not reader.exists else
+                    f"is fully replayed by group {args.group}" if replaying and reader.size else "is empty")
+            print(f"DLQ {s.topic_dlq} {what}: nothing to {args.action}", file=sys.stderr)
+            if not replaying:
+                _print_dlq_summary(Counter(), 0, args.json)
+            return exit_codes.OK
+        progress = bar(reader.pending, f"dlq {args.action}", "rec")
+        if not replaying:
+            summary: Counter = Counter()
+            for r in reader.records():
+                progress.update()
+                if filt.matches(r):
+                    summary[(r.stage, error_kind(r.error))] += 1
+                    if not args.summary:
+                        print(json.dumps(r.as_json()) if args.json else r.line())
+            progress.close()
+            _print_dlq_summary(summary, sum(summary.values()), args.json)
+            return exit_codes.OK
+        inputs = [s.topic_in] + ([s.topic_backfill] if s.topic_backfill else [])
+        to = args.to or " / ".join(inputs)
+        prod = None if args.dry_run else kafka_clients.producer(s)
+        rep = replay(reader, prod, replay_target(args.to, inputs), filt, ack_unmatched=args.ack_unmatched,
+                     flush_timeout_s=args.flush_timeout, on_line=lambda line: (progress.clear(), print(line)),
+                     on_record=progress.update)
+        progress.close()
+    finally:
+        reader.close()
+    verb = "would replay" if args.dry_run else "replayed"
+    print(f"{verb} {rep.replayed} to {to}, failed {rep.failed}, skipped {rep.skipped_truncated} (truncated), "
+          f"{rep.skipped_filtered} (filtered{', acknowledged' if args.ack_unmatched else ''})", file=sys.stderr)
+    if args.dry_run:
+        print("dry run: nothing was sent and nothing committed", file=sys.stderr)
+    elif rep.commit_error:
+        print(f"commit failed ({rep.commit_error}): a later replay will send these records again", file=sys.stderr)
+    else:
+        done = ", ".join(f"{p}:{o}" for p, o in sorted(rep.committed.items())) or "nothing"
+        print(f"group {args.group} committed {done}" + (f"; {rep.left} records left for a later replay" if rep.left else ""),
+              file=sys.stderr)
+    return exit_codes.OK if rep.ok else exit_codes.PARTIAL
+
+
+def _print_dlq_summary(summary, total: int, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps({"summary": [{"stage": st, "error": err, "count": n} for (st, err), n in summary.most_common()],
+                          "total": total}))
+        return
+    print(f"\n{total} records" + (":" if total else ""))
+    if summary:
+        width = max(len("stage"), *(len(st) for st, _ in summary))
+        print(f"{'count':>7}  {'stage':<{width}}  error")
+        for (st, err), n in summary.most_common():
+            print(f"{n:>7}  {st:<{width}}  {err}")
+
+
+def _running_versions(args, s) -> tuple[str, str]:
+    """The versions a worker started with these settings runs: what `imagegate score` would load."""
+    mv, pv = args.model_version, args.policy_version
+    if mv is None:
+        import model
+
+        try:
+            mv = model.load(args.model or s.model_path, "cpu").version
+        except model.ModelLoadError as e:
+            raise exit_codes.UsageError(f"{e} (or pass --model-version)") from None
+    if pv is None:
+        from consumer.policy import Policy
+
+        pv = Policy.from_file(s.policy_file, s.default_policy).version
+    return mv, pv
+
+
+def cmd_backfill(args) -> int:
+    import redis
+
+    from producer_tools import backfill, kafka_clients
+    from producer_tools.progress import bar
+
+    s = _settings()
+    topic = args.topic or s.topic_backfill or s.topic_in
+    shown = 0
+
+    def on_skip(skip) -> None:
+        nonlocal shown
+        if skip.reason in ("invalid", "unreadable") and shown < 20:
+            shown += 1
+            print(f"skipped ({skip.reason}): {skip.detail}", file=sys.stderr)
+
+    if args.from_file:
+        path = Path(args.from_file)
+        source = f"file:{path.resolve()}"
+        entries = lambda: backfill.from_file(path)  # noqa: E731
+    else:
+        mv, pv = _running_versions(args, s)
+        source = f"redis:model={mv},policy={pv}"
+        print(f"selecting imagegate:image:* results not scored by model {mv} + policy {pv}", file=sys.stderr)
+        entries = lambda: backfill.from_redis(redis.Redis.from_url(s.redis_url), mv, pv)  # noqa: E731
+    prod = kafka_clients.producer(s)
+    md = prod.list_topics(topic, timeout=30).topics.get(topic)
+    if md is None or md.error is not None:
+        raise exit_codes.UsageError(f"topic {topic} does not exist: create it first (`imagegate topics` creates "
+                                    "IMAGEGATE_TOPIC_BACKFILL) or check --topic")
+    cp_path = Path(args.checkpoint)
+    try:
+        cp, resumed = backfill.start_or_resume(cp_path, source, topic, args.restart,
+                                               lambda plan: backfill.write_plan(entries(), plan, args.limit, on_skip))
+    except (OSError, redis.RedisError) as e:  # nothing was published
+        print(f"imagegate backfill: cannot read the source or write {cp_path}: {e}", file=sys.stderr)
+        return exit_codes.PARTIAL
+    if resumed and cp.done >= cp.total:
+        print(f"backfill {cp.run_id}: already complete ({cp.total} items to {cp.topic}); nothing to do "
+              f"(--restart selects afresh)", file=sys.stderr)
+        return exit_codes.OK
+    if resumed:
+        print(f"resuming backfill {cp.run_id} at item {cp.done} of {cp.total}", file=sys.stderr)
+    progress = bar(cp.total, "backfill", "img")
+    progress.update(cp.done)
+    rep = backfill.publish_plan(prod, cp, cp_path, args.rate, on_progress=progress.update)
+    progress.close()
+    skipped = ", ".join(f"{n} {why}" for why, n in sorted(rep.skipped.items())) or "none"
+    print(f"backfill {rep.run_id}: published {rep.published} to {rep.topic} in {rep.seconds:.1f}s "
+          f"({rep.rate:.0f}/s); {cp.done} of {rep.total} done" + (f" (resumed at {rep.resumed_at})" if resumed else "")
+          + f"; skipped: {skipped}; failed: {rep.failed}", file=sys.stderr)
+    if rep.skipped.get("no source_url"):
+        print(f"{rep.skipped['no source_url']} results in Redis have no source_url (written by an older worker): "
+              "re-publish those with --from-file", file=sys.stderr)
+    if rep.failed:
+        print(f"not delivered: {rep.first_error}; re-run the same command to resume at item {cp.done}", file=sys.stderr)
+    print(json.dumps({"run_id": rep.run_id, "topic": rep.topic, "total": rep.total, "done": cp.done,
+                      "resumed_at": rep.resumed_at if resumed else None, "published": rep.published, "failed": rep.failed,
+                      "skipped": rep.skipped, "seconds": round(rep.seconds, 3), "events_per_s": round(rep.rate, 1)}))
+    bad_input = rep.skipped.get("invalid", 0) + rep.skipped.get("unreadable", 0)
+    return exit_codes.PARTIAL if rep.failed or bad_input else exit_codes.OK
+
+
+def cmd_status(args) -> int:
+    from producer_tools.status import collect, render
+
+    s = _settings()
+    st = collect(s, args.group or s.group_id, args.metrics or [], dlq_scan=-1 if args.no_dlq else args.dlq_scan,
+                 timeout_s=args.timeout)
+    print(json.dumps(st.as_json(), indent=2) if args.json else render(st))
+    return exit_codes.PARTIAL if st.errors else exit_codes.OK
 
 
 def cmd_loadgen(args) -> int:
@@ -220,9 +366,44 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("dlq", help="list or replay dead-lettered events")
     p.add_argument("action", choices=["list", "replay"])
+    p.add_argument("--stage", action="append", help="only this stage (repeatable): validate, consume, fetch_decode, inference")
+    p.add_argument("--error", help="only records whose error contains this text (case-insensitive)")
+    p.add_argument("--since", help="only records that failed after this: RFC 3339 time or 30m, 6h, 2d")
+    p.add_argument("--json", action="store_true", help="list: JSON lines and a JSON summary")
+    p.add_argument("--summary", action="store_true", help="list: only the summary by stage and error")
+    p.add_argument("--dry-run", action="store_true", help="replay: show what would be replayed; send and commit nothing")
+    p.add_argument("--to", help="replay: target topic (default: the input or backfill topic the record came from)")
+    p.add_argument("--ack-unmatched", action="store_true",
+                   help="replay: records the filters leave out count as handled (committed past), e.g. to drop junk")
     p.add_argument("--group", default="imagegate-dlq-replay", help="consumer group that remembers what was replayed")
-    p.add_argument("--timeout", type=float, default=3.0, help="stop after this many idle seconds")
+    p.add_argument("--timeout", type=float, default=30.0, help="give up after this many seconds without progress")
+    p.add_argument("--flush-timeout", type=float, default=60.0, help="replay: wait this long for broker acknowledgements")
     p.set_defaults(func=cmd_dlq)
+
+    p = sub.add_parser("backfill", help="re-publish image_uploaded for existing images (after a model/policy change)")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--from-file", metavar="PATH", help="JSONL or CSV with image_id,url[,listing_id,seller_id,role,policy]")
+    src.add_argument("--from-redis", action="store_true",
+                     help="results in Redis whose model or policy version is not the running one")
+    p.add_argument("--model", help="weights file whose version is the running one (default: IMAGEGATE_MODEL_PATH or shipped)")
+    p.add_argument("--model-version", help="running model version (instead of reading --model)")
+    p.add_argument("--policy-version", help="running policy version (default: the version in IMAGEGATE_POLICY_FILE)")
+    p.add_argument("--topic", help="default IMAGEGATE_TOPIC_BACKFILL, else the input topic")
+    p.add_argument("--rate", type=float, help="events per second (default: as fast as the broker takes them)")
+    p.add_argument("--limit", type=int, help="plan at most this many images (a canary)")
+    p.add_argument("--checkpoint", default="imagegate-backfill.checkpoint.json",
+                   help="progress file; re-running the same command resumes from it (plan kept next to it)")
+    p.add_argument("--restart", action="store_true", help="ignore an existing checkpoint and plan afresh")
+    p.set_defaults(func=cmd_backfill)
+
+    p = sub.add_parser("status", help="consumer group members, lag per partition, DLQ by stage, worker versions")
+    p.add_argument("--group", help="consumer group (default IMAGEGATE_GROUP_ID)")
+    p.add_argument("--metrics", nargs="+", metavar="URL", help="workers' metrics endpoints (host:port or URL)")
+    p.add_argument("--json", action="store_true", help="one JSON object instead of tables")
+    p.add_argument("--dlq-scan", type=int, default=10_000, help="newest DLQ records read for the by-stage count")
+    p.add_argument("--no-dlq", action="store_true", help="skip the DLQ")
+    p.add_argument("--timeout", type=float, default=15.0, help="per Kafka request, seconds")
+    p.set_defaults(func=cmd_status)
 
     p = sub.add_parser("loadgen", help="publish many events for one image URL")
     p.add_argument("url")
@@ -243,8 +424,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    return args.func(args)
+    """Exit codes (producer_tools/exit_codes.py): 0 ok, 1 partial failure, 2 usage or configuration error."""
+    from confluent_kafka import KafkaException
+
+    args = build_parser().parse_args(argv)  # argparse exits 2 on bad arguments
+    try:
+        return args.func(args)
+    except exit_codes.UsageError as e:
+        print(f"imagegate {args.cmd}: {e}", file=sys.stderr)
+        return exit_codes.USAGE
+    except KafkaException as e:
+        err = e.args[0] if e.args else e
+        print(f"imagegate {args.cmd}: Kafka error: {err}", file=sys.stderr)
+        return exit_codes.PARTIAL
 
 
 if __name__ == "__main__":

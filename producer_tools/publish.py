@@ -11,7 +11,7 @@ import hashlib
 import json
 import uuid
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 from urllib.parse import quote
 
 from confluent_kafka import Producer
@@ -56,7 +56,8 @@ def sha256_file(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def publish(producer: Producer, topic: str, events: Iterable[ImageUploaded], headers: list[tuple[str, bytes]] | None = None) -> int:
+def publish(producer: Producer, topic: str, events: Iterable[ImageUploaded], headers: list[tuple[str, bytes]] | None = None,
+            on_sent: Callable[[int], None] = lambda n: None) -> int:
     """Produce events keyed by image_id; waits until the broker acknowledged all of them."""
     errors: list[str] = []
 
@@ -75,6 +76,7 @@ def publish(producer: Producer, topic: str, events: Iterable[ImageUploaded], hea
                 producer.poll(0.1)
         producer.poll(0)
         n += 1
+        on_sent(1)
     remaining = producer.flush(60)
     if remaining or errors:
         raise RuntimeError(f"{remaining} events not delivered; errors: {errors[:3]}")
