@@ -7,7 +7,9 @@
   imagegate get IMAGE_ID                 latest result for an image, from Redis
   imagegate dlq list | replay            inspect the dead-letter topic, or republish its events
   imagegate loadgen URL --count N        publish N events for one image (throughput tests)
-  imagegate score PATH...                the worker's decode -> model -> policy, offline
+  imagegate score PATH... [--report F]   the worker's decode -> model -> policy, offline
+  imagegate report --last N --out F      HTML review page of the latest image_scored events
+  imagegate policy check FILE | diff     validate a policy file; replay one over stored results
 
 Kafka/Redis addresses and topic names come from the same IMAGEGATE_* settings as the worker.
 """
@@ -179,6 +181,86 @@ def cmd_score(args) -> int:
                        limits=DecodeLimits(s.max_pixels, tuple(s.allowed_formats)), batch_size=args.batch_size,
                        progress=len(paths) > 20 and sys.stderr.isatty())
     (print_jsonl if args.format == "jsonl" else print_table)(rows)
+    if args.report:
+        from producer_tools.report import Card, render, thumbnail_uri
+
+        cards = [Card(r.path, Path(r.path).name, r.score, r.decision, r.reasons, r.signals,
+                      thumbnail_uri(Path(r.path).read_bytes()) if Path(r.path).is_file() else None,
+                      policy.profile_name(args.policy, args.role)) for r in rows]
+        Path(args.report).write_text(render(cards, f"imagegate score: {len(cards)} images",
+                                            f"policy {policy.version}, role {args.role}"))
+        print(f"wrote {args.report}", file=sys.stderr)
+    return 0
+
+
+# --- review and policy what-if (issue 13) ------------------------------------------------
+def _stored_from_topic(s, topic: str, last: int):
+    from producer_tools.last_records import last_records
+    from producer_tools.policy_cmd import stored_from
+
+    recs = last_records(s, topic, last)
+    return recs, [x for x in (stored_from(r.value, f"{topic}/{r.partition}@{r.offset}") for r in recs) if x]
+
+
+def cmd_report(args) -> int:
+    from producer_tools.last_records import last_records
+    from producer_tools.report import card_from_scored, render
+
+    s = _settings()
+    topic = args.topic or s.topic_out
+    cards = [card_from_scored(r.value) for r in last_records(s, topic, args.last)
+             if isinstance(r.value, dict) and "decision" in r.value]
+    Path(args.out).write_text(render(cards, f"imagegate: last {len(cards)} results on {topic}", s.kafka_bootstrap))
+    print(f"wrote {args.out} ({len(cards)} results)", file=sys.stderr)
+    return 0
+
+
+def cmd_policy(args) -> int:
+    from consumer.policy import Policy
+    from producer_tools import policy_cmd
+
+    paths = ([args.file] if args.file else []) + args.paths
+    if args.action == "check":
+        if len(paths) != 1:
+            print("policy check: give exactly one policy file", file=sys.stderr)
+            return 2
+        try:
+            print(policy_cmd.check(Path(paths[0])))
+        except ValueError as e:
+            print(str(e), file=sys.stderr)
+            return 1
+        return 0
+    if not args.policy_file or bool(paths) == bool(args.last):
+        print("policy diff: give --policy-file NEW.json and either --last N [--topic T] or JSON-lines files", file=sys.stderr)
+        return 2
+    try:
+        new = Policy.from_file(Path(args.policy_file))
+    except ValueError as e:
+        print(str(e), file=sys.stderr)
+        return 1
+    if args.profile and args.profile not in new.spec.profiles:
+        print(f"profile {args.profile!r} is not in {args.policy_file} (has {', '.join(new.spec.profiles)})", file=sys.stderr)
+        return 2
+    if paths:
+        try:
+            stored = policy_cmd.read_jsonl(Path(p) for p in paths)
+        except (OSError, ValueError) as e:
+            print(str(e), file=sys.stderr)
+            return 1
+    else:
+        s = _settings()
+        _, stored = _stored_from_topic(s, args.topic or s.topic_out, args.last)
+    d = policy_cmd.diff(stored, new, args.profile)
+    policy_cmd.print_diff(d, new, sys.stdout, args.examples)
+    if args.report:
+        from producer_tools.report import Card, render
+
+        cards = [Card(m.stored.key, m.stored.key, m.new.score, m.new_decision,
+                      [r.model_dump(mode="json") for r in m.new.reasons], m.stored.signals, None, m.new.policy.name,
+                      {"decision": m.stored.decision, "reasons": m.stored.reasons}) for m in d.moves]
+        Path(args.report).write_text(render(cards, f"policy diff: {len(cards)} of {d.total} change decision",
+                                            f"new policy file {args.policy_file} (version {new.version})"))
+        print(f"wrote {args.report}", file=sys.stderr)
     return 0
 
 
@@ -238,7 +320,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help="weights file (default: shipped weights)")
     p.add_argument("--device")
     p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--report", metavar="OUT.html", help="also write the HTML review page")
     p.set_defaults(func=cmd_score)
+
+    p = sub.add_parser("report", help="HTML review page of the latest image_scored events")
+    p.add_argument("--topic", help="default: the output topic")
+    p.add_argument("--last", type=int, default=200, help="this many most recent events")
+    p.add_argument("--out", required=True, metavar="OUT.html")
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("policy", help="check a policy file, or replay one over stored results")
+    p.add_argument("action", choices=["check", "diff"])
+    p.add_argument("file", nargs="?", help="check: the policy file")
+    p.add_argument("paths", nargs="*", help="diff: JSON-lines files (image_scored bodies, tail or score output)")
+    p.add_argument("--policy-file", help="diff: the candidate policy file")
+    p.add_argument("--profile", help="diff: judge everything under this profile (default: each result's own)")
+    p.add_argument("--topic", help="diff: read stored results from this topic (default: the output topic)")
+    p.add_argument("--last", type=int, help="diff: this many most recent results from the topic")
+    p.add_argument("--examples", type=int, default=3, help="diff: examples per decision change")
+    p.add_argument("--report", metavar="OUT.html", help="diff: HTML page of the images that change decision")
+    p.set_defaults(func=cmd_policy)
     return ap
 
 
