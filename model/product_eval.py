@@ -149,6 +149,16 @@ def _png_header(w: int, h: int) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + chunk + struct.pack(">I", len(idat)) + b"IDAT" + idat + struct.pack(">I", zlib.crc32(b"IDAT" + idat))
 
 
+def _long_side(size: tuple[int, int], n: int) -> tuple[int, int]:
+    w, h = size
+    return (n, round(n * h / w)) if w >= h else (round(n * w / h), n)
+
+
+def _short_side(size: tuple[int, int], n: int) -> tuple[int, int]:
+    w, h = size
+    return (round(n * w / h), n) if w >= h else (n, round(n * h / w))
+
+
 def _all(decision: str, *codes: str) -> dict[str, Expect]:
     return {p: Expect(decision, frozenset(codes)) for p in PROFILES}
 
@@ -175,6 +185,8 @@ def build() -> list[Case]:
         good = compose(obj, 0.9)
         add = lambda v, img, exp, q=92: cases.append(Case(f"{name}/{v}", _jpeg(img, q), exp))  # noqa: E731
         add("white-fill90", good, _all("accept"))
+        add("white-fill95-1000px", compose(obj, 0.95, size=_short_side(good.size, 1000)), _all("accept"))  # zoom minimum
+        add("white-fill90-q70", good, _all("accept"), q=70)
         add("white-fill60", compose(obj, 0.6), _per(("accept",), ("accept",), ("demote", "product_too_small")))
         add("white-fill25", compose(obj, 0.25), _per(("accept",), ("accept",), ("reject", "product_too_small")))
         for j in (0, 1):
@@ -209,8 +221,7 @@ def build() -> list[Case]:
         add("low-contrast", Image.blend(good, grey, 0.96),
             _per(("reject", "low_contrast", "low_quality"), ("demote", "low_contrast", "low_quality"),
                  ("reject", "low_contrast", "low_quality", "background_not_white")))
-        add("small-600", good.resize((600, round(600 * good.height / good.width))) if good.width >= good.height
-            else good.resize((round(600 * good.width / good.height), 600)),
+        add("small-600", good.resize(_long_side(good.size, 600)),
             _per(("demote", "low_resolution"), ("accept",), ("demote", "low_resolution")))
         add("tiny-120", good.resize((120, 120)),
             _all("reject", "low_resolution") | {"main_image": Expect("reject", frozenset({"low_resolution"}))})

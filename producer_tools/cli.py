@@ -194,22 +194,26 @@ def cmd_score(args) -> int:
 
 
 # --- review and policy what-if (issue 13) ------------------------------------------------
-def _stored_from_topic(s, topic: str, last: int):
-    from producer_tools.last_records import last_records
-    from producer_tools.policy_cmd import stored_from
-
-    recs = last_records(s, topic, last)
-    return recs, [x for x in (stored_from(r.value, f"{topic}/{r.partition}@{r.offset}") for r in recs) if x]
-
-
 def cmd_report(args) -> int:
     from producer_tools.last_records import last_records
     from producer_tools.report import card_from_scored, render
 
     s = _settings()
     topic = args.topic or s.topic_out
-    cards = [card_from_scored(r.value) for r in last_records(s, topic, args.last)
-             if isinstance(r.value, dict) and "decision" in r.value]
+    try:
+        records = last_records(s, topic, args.last)
+    except ValueError as e:
+        print(str(e), file=sys.stderr)
+        return 1
+    cards = [card_from_scored(r.value) for r in records if isinstance(r.value, dict) and "decision" in r.value]
+    if args.images:  # image_scored carries no URL; `imagegate publish DIR` names images by file stem
+        from producer_tools.publish import expand_files
+        from producer_tools.report import thumbnail_uri
+
+        files = {f.stem: f for f in expand_files([args.images])}
+        for c in cards:
+            if c.title in files:
+                c.thumb = thumbnail_uri(files[c.title].read_bytes())
     Path(args.out).write_text(render(cards, f"imagegate: last {len(cards)} results on {topic}", s.kafka_bootstrap))
     print(f"wrote {args.out} ({len(cards)} results)", file=sys.stderr)
     return 0
@@ -219,19 +223,16 @@ def cmd_policy(args) -> int:
     from consumer.policy import Policy
     from producer_tools import policy_cmd
 
-    paths = ([args.file] if args.file else []) + args.paths
+    paths = args.paths
     if args.action == "check":
-        if len(paths) != 1:
-            print("policy check: give exactly one policy file", file=sys.stderr)
-            return 2
         try:
             print(policy_cmd.check(Path(paths[0])))
         except ValueError as e:
             print(str(e), file=sys.stderr)
             return 1
         return 0
-    if not args.policy_file or bool(paths) == bool(args.last):
-        print("policy diff: give --policy-file NEW.json and either --last N [--topic T] or JSON-lines files", file=sys.stderr)
+    if bool(paths) == bool(args.last):
+        print("policy diff: give either --last N [--topic T] or JSON-lines files", file=sys.stderr)
         return 2
     try:
         new = Policy.from_file(Path(args.policy_file))
@@ -248,8 +249,16 @@ def cmd_policy(args) -> int:
             print(str(e), file=sys.stderr)
             return 1
     else:
+        from producer_tools.last_records import last_records
+
         s = _settings()
-        _, stored = _stored_from_topic(s, args.topic or s.topic_out, args.last)
+        topic = args.topic or s.topic_out
+        try:
+            stored = [x for x in (policy_cmd.stored_from(r.value, f"{topic}/{r.partition}@{r.offset}")
+                                  for r in last_records(s, topic, args.last)) if x]
+        except ValueError as e:
+            print(str(e), file=sys.stderr)
+            return 1
     d = policy_cmd.diff(stored, new, args.profile)
     policy_cmd.print_diff(d, new, sys.stdout, args.examples)
     if args.report:
@@ -327,19 +336,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--topic", help="default: the output topic")
     p.add_argument("--last", type=int, default=200, help="this many most recent events")
     p.add_argument("--out", required=True, metavar="OUT.html")
+    p.add_argument("--images", metavar="DIR", help="thumbnails from this folder (image_id = file stem, as `publish DIR` names them)")
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("policy", help="check a policy file, or replay one over stored results")
-    p.add_argument("action", choices=["check", "diff"])
-    p.add_argument("file", nargs="?", help="check: the policy file")
-    p.add_argument("paths", nargs="*", help="diff: JSON-lines files (image_scored bodies, tail or score output)")
-    p.add_argument("--policy-file", help="diff: the candidate policy file")
-    p.add_argument("--profile", help="diff: judge everything under this profile (default: each result's own)")
-    p.add_argument("--topic", help="diff: read stored results from this topic (default: the output topic)")
-    p.add_argument("--last", type=int, help="diff: this many most recent results from the topic")
-    p.add_argument("--examples", type=int, default=3, help="diff: examples per decision change")
-    p.add_argument("--report", metavar="OUT.html", help="diff: HTML page of the images that change decision")
-    p.set_defaults(func=cmd_policy)
+    psub = p.add_subparsers(dest="action", required=True)
+    q = psub.add_parser("check", help="validate a policy file")
+    q.add_argument("paths", nargs=1, metavar="FILE")
+    q.set_defaults(func=cmd_policy)
+    q = psub.add_parser("diff", help="re-judge stored results under a candidate policy file")
+    q.add_argument("--policy-file", required=True, help="the candidate policy file")
+    q.add_argument("--profile", help="judge everything under this profile (default: each result's own)")
+    q.add_argument("--topic", help="read stored results from this topic (default: the output topic)")
+    q.add_argument("--last", type=int, help="this many most recent results from the topic")
+    q.add_argument("--examples", type=int, default=3, help="examples per decision change")
+    q.add_argument("--report", metavar="OUT.html", help="HTML page of the images that change decision")
+    q.add_argument("paths", nargs="*", metavar="FILE", help="JSON-lines files (image_scored bodies, tail or score output)")
+    q.set_defaults(func=cmd_policy)
     return ap
 
 

@@ -20,6 +20,7 @@ from consumer.events import ImageScored, ModelRef, ReasonCode, now_utc, scored_e
 from consumer.policy import Policy
 from producer_tools.kafka_clients import producer
 from tests.harness import REPO
+from tests.images import encode, photo
 
 pytestmark = pytest.mark.integration
 POLICY = Policy.from_file(DEFAULT_POLICY_FILE)
@@ -84,10 +85,15 @@ def test_policy_diff_and_report_on_a_live_topic(pipeline, tmp_path):
     page = (tmp_path / "movers.html").read_text()
     assert page.count('<div class="card ') == expected_moves and "was demote (product_too_small)" in page
 
-    r = cli(pipeline.env, "report", "--last", "30", "--out", str(tmp_path / "review.html"))
+    shots = tmp_path / "published"
+    shots.mkdir()
+    for name in ("img-29", "img-5", "img-100"):  # as `imagegate publish DIR` names image ids: the file stem
+        (shots / f"{name}.jpg").write_bytes(encode(photo(320, 240), quality=85))
+    r = cli(pipeline.env, "report", "--last", "30", "--out", str(tmp_path / "review.html"), "--images", str(shots))
     assert r.returncode == 0, r.stderr
     page = (tmp_path / "review.html").read_text()
     assert page.count('<div class="card ') == 30 and "img-100" not in page and "img-29" in page
+    assert page.count('src="data:image/jpeg;base64,') == 2  # img-29 and img-5; img-100 is not among the last 30
 
 
 def test_policy_diff_refuses_unclear_requests(pipeline, tmp_path):
