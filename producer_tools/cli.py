@@ -177,6 +177,11 @@ def cmd_score(args) -> int:
         return 1
     predictor = model.load(args.model or s.model_path, args.device or s.device)
     policy = Policy.from_file(s.policy_file, s.default_policy)
+    try:
+        policy.check_model(predictor.heads)
+    except ValueError as e:
+        print(str(e), file=sys.stderr)
+        return 2
     rows = score_files(paths, predictor, policy, profile=args.policy, role=args.role,
                        limits=DecodeLimits(s.max_pixels, tuple(s.allowed_formats)), batch_size=args.batch_size,
                        progress=len(paths) > 20 and sys.stderr.isatty())
