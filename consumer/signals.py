@@ -40,17 +40,14 @@ class Bands:
 
 def _band(lines: np.ndarray, limit: int) -> tuple[int, np.ndarray | None]:
     """Depth of a uniform band at the start of `lines` [n, m, 3] that ends along a hard edge."""
-    colour = np.median(lines[0], axis=0)
-    depth = 0
-    while depth < min(limit, len(lines)):
-        close = (np.abs(lines[depth] - colour).max(axis=1) <= BAND_TOL).mean()
-        if close < BAND_UNIFORM:
-            break
-        depth += 1
-    if depth == 0 or depth >= limit or depth >= len(lines):
+    if limit < 1 or len(lines) <= limit:
         return 0, None
-    inner_differs = (np.abs(lines[depth] - colour).max(axis=1) > BAND_TOL).mean()
-    return (depth, colour) if inner_differs >= BAND_EDGE else (0, None)
+    colour = np.median(lines[0], axis=0)
+    close = (np.abs(lines[:limit + 1] - colour).max(axis=2) <= BAND_TOL).mean(axis=1)  # one pass, all lines
+    depth = int(np.argmax(close < BAND_UNIFORM)) if (close < BAND_UNIFORM).any() else limit + 1
+    if depth == 0 or depth >= limit:
+        return 0, None
+    return (depth, colour) if 1.0 - close[depth] >= BAND_EDGE else (0, None)
 
 
 def find_bands(a: np.ndarray) -> Bands:
