@@ -267,11 +267,13 @@ def cmd_policy(args) -> int:
     d = policy_cmd.diff(stored, new, args.profile)
     policy_cmd.print_diff(d, new, sys.stdout, args.examples)
     if args.report:
-        from producer_tools.report import Card, render
+        from producer_tools.report import Card, render, thumbnail_uri
 
+        # `score --format jsonl` rows keep their file path: show the picture when it is still there
         cards = [Card(m.stored.key, m.stored.key, m.new.score, m.new_decision,
-                      [r.model_dump(mode="json") for r in m.new.reasons], m.stored.signals, None, m.new.policy.name,
-                      {"decision": m.stored.decision, "reasons": m.stored.reasons}) for m in d.moves]
+                      [r.model_dump(mode="json") for r in m.new.reasons], m.stored.signals,
+                      thumbnail_uri(Path(m.stored.key).read_bytes()) if Path(m.stored.key).is_file() else None,
+                      m.new.policy.name, {"decision": m.stored.decision, "reasons": m.stored.reasons}) for m in d.moves]
         Path(args.report).write_text(render(cards, f"policy diff: {len(cards)} of {d.total} change decision",
                                             f"new policy file {args.policy_file} (version {new.version})"))
         print(f"wrote {args.report}", file=sys.stderr)

@@ -84,3 +84,20 @@ def test_diff_refuses_bad_input(tmp_path):
     assert r.returncode == 1 and "bad.jsonl:1: signals must be an object of numbers" in r.stderr
     r = cli("policy", "diff", "--policy-file", str(DEFAULT_POLICY_FILE), str(bad), "--profile", "nope")
     assert r.returncode == 2 and "profile 'nope' is not in" in r.stderr
+
+
+def test_diff_report_shows_pictures_of_score_output_rows(tmp_path):
+    from tests.images import encode, photo
+
+    img = tmp_path / "shoe.jpg"
+    img.write_bytes(encode(photo(320, 240), quality=85))
+    row = body(0, {**MAIN, "product_fill": 0.7})
+    row = {"path": str(img), **{k: row[k] for k in ("score", "decision", "reasons", "signals")}}
+    src = tmp_path / "score.jsonl"
+    src.write_text(json.dumps(row) + "\n")
+    r = cli("policy", "diff", "--policy-file", str(DEFAULT_POLICY_FILE), "--profile", "lenient", str(src),
+            "--report", str(tmp_path / "m.html"))
+    assert r.returncode == 0, r.stderr
+    page = (tmp_path / "m.html").read_text()
+    assert page.count('<div class="card ') == 1 and page.count('src="data:image/jpeg;base64,') == 1
+    assert "was demote (product_too_small)" in page
