@@ -80,7 +80,7 @@ if CROPPED_CODE is not None:
         "with a white margin ({audience} allow under {threshold} %)", 0.05)
 
 HEADS: tuple[str, ...] = tuple(s for s, r in RULES.items() if r.head)
-# Signals the score and the resolution rules read directly (not through RULES).
+# The model head the 0-100 score is read from (not a rule: accept_score and reject_score judge it).
 SCORE_HEAD = "quality"
 
 
