@@ -8,7 +8,7 @@ STAMP := $(VENV)/.lock-$(LOCK_SHA)
 PY := $(VENV)/bin/python
 STACK := deploy/local/stack
 
-.PHONY: setup demo test test-fast bench stack-start stack-stop stack-status schemas lock train evaluate clean
+.PHONY: setup demo test test-fast bench stack-start stack-stop stack-status schemas lock train evaluate evaluate-products clean
 
 # The venv is keyed by the lock file: a changed lock rebuilds it, an unchanged one is reused.
 # pip's own cache (~/.cache/pip) keeps the multi-GB torch wheels between rebuilds.
@@ -69,3 +69,7 @@ lock:
 clean:
 	-$(STACK) stop
 	rm -rf $(VENV) .stack
+
+# Decode -> model -> policy on the generated product-photo set: confusion tables, per-reason precision/recall.
+evaluate-products: $(EDITABLE)
+	$(PY) -m model.product_eval

@@ -27,6 +27,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from consumer.events import ReasonCode
+from consumer.signals import measure
 
 # EXIF orientations that swap width and height.
 _TRANSPOSED = {5, 6, 7, 8}
@@ -189,27 +190,6 @@ def to_rgb(img: Image.Image, min_side: int = 0) -> Image.Image:
     if img.mode != "RGB":
         return img.convert("RGB")
     return img
-
-
-def measure(rgb: Image.Image, size: tuple[int, int]) -> dict[str, float]:
-    """Cheap signals the policy uses beside the model: resolution, exposure, contrast, background."""
-    thumb = rgb.copy()
-    thumb.thumbnail((128, 128), Image.Resampling.BILINEAR)
-    a = np.asarray(thumb, dtype=np.float32) / 255.0
-    luma = a @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
-    near_white = (a.min(axis=2) > 0.92)
-    edge = np.concatenate([near_white[0], near_white[-1], near_white[:, 0], near_white[:, -1]])
-    w, h = size
-    return {
-        "width": float(w),
-        "height": float(h),
-        "brightness": float(luma.mean()),
-        "contrast": float(luma.std()),
-        "clipped_dark": float((luma < 0.02).mean()),
-        "clipped_bright": float((luma > 0.98).mean()),
-        "background_white": float(edge.mean()),
-        "product_fill": float(1.0 - near_white.mean()),
-    }
 
 
 def decode(data: bytes, preprocess: Callable[[Image.Image], object], input_size: int, limits: DecodeLimits,

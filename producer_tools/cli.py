@@ -9,7 +9,9 @@
   imagegate dlq list | replay            inspect the dead-letter topic, or republish its events
   imagegate status                       consumer group, lag per partition, DLQ by stage, worker versions
   imagegate loadgen URL --count N        publish N events for one image (throughput tests)
-  imagegate score PATH...                the worker's decode -> model -> policy, offline
+  imagegate score PATH... [--report F]   the worker's decode -> model -> policy, offline
+  imagegate report --last N --out F      HTML review page of the latest image_scored events
+  imagegate policy check FILE | diff     validate a policy file; replay one over stored results
 
 Kafka/Redis addresses and topic names come from the same IMAGEGATE_* settings as the worker.
 Exit codes: 0 ok, 1 partial failure (some items failed; the summary says which), 2 usage or configuration error.
@@ -321,10 +323,106 @@ def cmd_score(args) -> int:
         return 1
     predictor = model.load(args.model or s.model_path, args.device or s.device)
     policy = Policy.from_file(s.policy_file, s.default_policy)
+    try:
+        policy.check_model(predictor.heads)
+    except ValueError as e:
+        print(str(e), file=sys.stderr)
+        return 2
     rows = score_files(paths, predictor, policy, profile=args.policy, role=args.role,
                        limits=DecodeLimits(s.max_pixels, tuple(s.allowed_formats)), batch_size=args.batch_size,
                        progress=len(paths) > 20 and sys.stderr.isatty())
     (print_jsonl if args.format == "jsonl" else print_table)(rows)
+    if args.report:
+        from producer_tools.report import Card, render, thumbnail_uri
+
+        cards = [Card(r.path, Path(r.path).name, r.score, r.decision, r.reasons, r.signals,
+                      thumbnail_uri(Path(r.path).read_bytes()) if Path(r.path).is_file() else None,
+                      policy.profile_name(args.policy, args.role)) for r in rows]
+        Path(args.report).write_text(render(cards, f"imagegate score: {len(cards)} images",
+                                            f"policy {policy.version}, role {args.role}"))
+        print(f"wrote {args.report}", file=sys.stderr)
+    return 0
+
+
+# --- review and policy what-if (issue 13) ------------------------------------------------
+def cmd_report(args) -> int:
+    from producer_tools.last_records import last_records
+    from producer_tools.report import card_from_scored, render
+
+    s = _settings()
+    topic = args.topic or s.topic_out
+    try:
+        records = last_records(s, topic, args.last)
+    except ValueError as e:
+        print(str(e), file=sys.stderr)
+        return 1
+    cards = [card_from_scored(r.value) for r in records if isinstance(r.value, dict) and "decision" in r.value]
+    if args.images:  # image_scored carries no URL; `imagegate publish DIR` names images by file stem
+        from producer_tools.publish import expand_files
+        from producer_tools.report import thumbnail_uri
+
+        files = {f.stem: f for f in expand_files([args.images])}
+        for c in cards:
+            if c.title in files:
+                c.thumb = thumbnail_uri(files[c.title].read_bytes())
+    Path(args.out).write_text(render(cards, f"imagegate: last {len(cards)} results on {topic}", s.kafka_bootstrap))
+    print(f"wrote {args.out} ({len(cards)} results)", file=sys.stderr)
+    return 0
+
+
+def cmd_policy(args) -> int:
+    from consumer.policy import Policy
+    from producer_tools import policy_cmd
+
+    paths = args.paths
+    if args.action == "check":
+        try:
+            print(policy_cmd.check(Path(paths[0])))
+        except ValueError as e:
+            print(str(e), file=sys.stderr)
+            return 1
+        return 0
+    if bool(paths) == bool(args.last):
+        print("policy diff: give either --last N [--topic T] or JSON-lines files", file=sys.stderr)
+        return 2
+    try:
+        new = Policy.from_file(Path(args.policy_file))
+    except ValueError as e:
+        print(str(e), file=sys.stderr)
+        return 1
+    if args.profile and args.profile not in new.spec.profiles:
+        print(f"profile {args.profile!r} is not in {args.policy_file} (has {', '.join(new.spec.profiles)})", file=sys.stderr)
+        return 2
+    if paths:
+        try:
+            stored = policy_cmd.read_jsonl(Path(p) for p in paths)
+        except (OSError, ValueError) as e:
+            print(str(e), file=sys.stderr)
+            return 1
+    else:
+        from producer_tools.last_records import last_records
+
+        s = _settings()
+        topic = args.topic or s.topic_out
+        try:
+            stored = [x for x in (policy_cmd.stored_from(r.value, f"{topic}/{r.partition}@{r.offset}")
+                                  for r in last_records(s, topic, args.last)) if x]
+        except ValueError as e:
+            print(str(e), file=sys.stderr)
+            return 1
+    d = policy_cmd.diff(stored, new, args.profile)
+    policy_cmd.print_diff(d, new, sys.stdout, args.examples)
+    if args.report:
+        from producer_tools.report import Card, render, thumbnail_uri
+
+        # `score --format jsonl` rows keep their file path: show the picture when it is still there
+        cards = [Card(m.stored.key, m.stored.key, m.new.score, m.new_decision,
+                      [r.model_dump(mode="json") for r in m.new.reasons], m.stored.signals,
+                      thumbnail_uri(Path(m.stored.key).read_bytes()) if Path(m.stored.key).is_file() else None,
+                      m.new.policy.name, {"decision": m.stored.decision, "reasons": m.stored.reasons}) for m in d.moves]
+        Path(args.report).write_text(render(cards, f"policy diff: {len(cards)} of {d.total} change decision",
+                                            f"new policy file {args.policy_file} (version {new.version})"))
+        print(f"wrote {args.report}", file=sys.stderr)
     return 0
 
 
@@ -419,7 +517,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help="weights file (default: shipped weights)")
     p.add_argument("--device")
     p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--report", metavar="OUT.html", help="also write the HTML review page")
     p.set_defaults(func=cmd_score)
+
+    p = sub.add_parser("report", help="HTML review page of the latest image_scored events")
+    p.add_argument("--topic", help="default: the output topic")
+    p.add_argument("--last", type=int, default=200, help="this many most recent events")
+    p.add_argument("--out", required=True, metavar="OUT.html")
+    p.add_argument("--images", metavar="DIR", help="thumbnails from this folder (image_id = file stem, as `publish DIR` names them)")
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("policy", help="check a policy file, or replay one over stored results")
+    psub = p.add_subparsers(dest="action", required=True)
+    q = psub.add_parser("check", help="validate a policy file")
+    q.add_argument("paths", nargs=1, metavar="FILE")
+    q.set_defaults(func=cmd_policy)
+    q = psub.add_parser("diff", help="re-judge stored results under a candidate policy file")
+    q.add_argument("--policy-file", required=True, help="the candidate policy file")
+    q.add_argument("--profile", help="judge everything under this profile (default: each result's own)")
+    q.add_argument("--topic", help="read stored results from this topic (default: the output topic)")
+    q.add_argument("--last", type=int, help="this many most recent results from the topic")
+    q.add_argument("--examples", type=int, default=3, help="examples per decision change")
+    q.add_argument("--report", metavar="OUT.html", help="HTML page of the images that change decision")
+    q.add_argument("paths", nargs="*", metavar="FILE", help="JSON-lines files (image_scored bodies, tail or score output)")
+    q.set_defaults(func=cmd_policy)
     return ap
 
 

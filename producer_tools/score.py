@@ -49,7 +49,7 @@ def score_files(paths: Iterable[Path], predictor, policy: Policy, *, profile: st
             try:
                 decoded.append((idx, decode(path.read_bytes(), predictor.preprocess, predictor.input_size, limits)))
             except DecodeError as e:
-                v = policy.reject(profile, e.code, str(e))
+                v = policy.reject(profile, e.code, str(e), role=role)
                 rows[idx] = ScoreRow(str(path), v.score, v.decision.value, [r.model_dump(mode="json") for r in v.reasons], error=str(e))
         if decoded:
             outputs = predictor.predict(torch.stack([d.tensor for _, d in decoded]))

@@ -333,11 +333,17 @@ def ensure_prometheus() -> None:
         subprocess.run(sudo + ["systemctl", "disable", "--now", "prometheus"], capture_output=True, check=False)
 
 
+def ensure_chromium() -> None:
+    """Debian's chromium for tests/browser (Playwright drives it via executable_path; no browser download)."""
+    ensure_debian_package("chromium", "chromium", "Chromium")
+
+
 def cmd_install(args) -> int:
     t0 = time.monotonic()
     ensure_jars()
     ensure_redis()
     ensure_prometheus()
+    ensure_chromium()
     say(f"install done in {time.monotonic() - t0:.1f}s")
     return 0
 
