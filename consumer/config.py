@@ -170,6 +170,8 @@ class Settings(BaseSettings):
             raise ValueError(f"policy_file {self.policy_file} does not exist")
         if len({self.topic_in, self.topic_out, self.topic_dlq}) != 3:
             raise ValueError("topic_in, topic_out and topic_dlq must differ")
+        if self.topic_backfill in (self.topic_in, self.topic_out, self.topic_dlq):
+            raise ValueError("topic_backfill must differ from topic_in, topic_out and topic_dlq")
         return self
 
     def kafka_common(self) -> dict[str, Any]:

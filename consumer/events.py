@@ -54,6 +54,7 @@ class ReasonCode(str, enum.Enum):
     TEXT_OR_WATERMARK = "text_or_watermark"
     BORDER = "border"
     LOW_QUALITY = "low_quality"
+    PRODUCT_CROPPED = "product_cropped"
 
 
 class Decision(str, enum.Enum):

@@ -99,7 +99,8 @@ def measure(rgb: Image.Image, size: tuple[int, int]) -> dict[str, float]:
     cols = np.flatnonzero(fg.sum(axis=0) >= 2)
     fill = 0.0 if rows.size == 0 or cols.size == 0 else \
         float((rows[-1] - rows[0] + 1) * (cols[-1] - cols[0] + 1)) / float(ih * iw)
-    cropped = max(fg[0].mean(), fg[-1].mean(), fg[:, 0].mean(), fg[:, -1].mean())
+    # Cropping is only measurable against a white background: on clutter every edge is "foreground".
+    cropped = max(fg[0].mean(), fg[-1].mean(), fg[:, 0].mean(), fg[:, -1].mean()) if ring.mean() >= 0.78 else 0.0
     w, h = size
     return {
         "width": float(w),

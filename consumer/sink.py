@@ -47,6 +47,9 @@ _PERMANENT = _RECORD_TOO_LARGE | {
 }
 
 
+_KEPT_HEADERS = {"imagegate_replay_of", "imagegate_trigger"}
+
+
 def is_permanent(err: KafkaError) -> bool:
     return err.fatal() or err.code() in _PERMANENT
 
@@ -102,7 +105,8 @@ class Sink:
     def _dead_letter(self, out: Outcome) -> Record:
         """The original payload, byte for byte, with headers saying why and where from."""
         item, src = out.item, out.item.source
-        headers = [(k, v) for k, v in src.headers if not k.startswith("imagegate_")]
+        # our own DLQ headers are replaced; the replay and trigger marks stay, so a replay loop shows
+        headers = [(k, v) for k, v in src.headers if not k.startswith("imagegate_") or k in _KEPT_HEADERS]
         headers += [
             (events.DLQ_HEADER_ERROR, out.dlq_error.encode("utf-8", "replace")[:4000]),
             (events.DLQ_HEADER_STAGE, out.dlq_stage.encode()),

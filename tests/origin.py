@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import gzip
 import socket
 import struct
@@ -17,7 +18,8 @@ class Origin:
     /html (HTML served as image/jpeg); /chunked/<name> (no Content-Length);
     /hang/<name> (accepts, then says nothing for `hang_s`); /reset/<name> (TCP reset, no reply);
     /outage/<name> (500 while `outage` is set, the file once it is cleared);
-    /gzipbomb (a small gzip body, Content-Encoding: gzip, that inflates to 64 MiB)."""
+    /gzipbomb (a small gzip body, Content-Encoding: gzip, that inflates to 64 MiB);
+    /distinct/<n>.jpg (a different small photo for every n, the same bytes for the same n)."""
 
     def __init__(self, root: Path, hang_s: float = 30.0):
         self.root = root
@@ -93,6 +95,8 @@ class Origin:
                     self.end_headers()
                     self.wfile.write(body)
                     return
+                if parts[0] == "distinct":
+                    return self._send(200, distinct_jpeg(int(parts[1].split(".")[0])), "image/jpeg")
                 if parts[0] == "html":
                     return self._send(200, b"<html><body>not an image</body></html>", "image/jpeg")
                 return self._send(404, b"missing", "text/plain")
@@ -125,3 +129,11 @@ class Origin:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+@functools.lru_cache(maxsize=4096)
+def distinct_jpeg(n: int) -> bytes:
+    """A small photo unique to n (deterministic): streams of these go through decode and the model."""
+    from tests.images import encode, photo
+
+    return encode(photo(160, 120, seed=n), quality=90)

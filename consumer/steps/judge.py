@@ -18,10 +18,10 @@ class Judge:
         ev = item.event
         assert ev is not None
         if item.rejection is not None:
-            item.verdict = self.policy.reject(ev.policy, item.rejection.code, item.rejection.message)
+            item.verdict = self.policy.reject(ev.policy, item.rejection.code, item.rejection.message, role=ev.role)
         elif item.content is not None and item.content.reject is not None:
             r = item.content.reject
-            item.verdict = self.policy.reject(ev.policy, r.code, r.message)
+            item.verdict = self.policy.reject(ev.policy, r.code, r.message, role=ev.role)
             item.sha256 = item.content.sha256
         elif item.content is not None:
             item.verdict = self.policy.judge(item.content.signals, ev.policy, ev.role)

@@ -11,6 +11,8 @@ from consumer.policy import Policy
 from producer_tools.policy_cmd import diff, read_jsonl, stored_from
 from tests.harness import REPO
 
+BUNDLED_VERSION = json.loads((REPO / "consumer" / "policies" / "default.json").read_text())["version"]
+
 P = Policy.from_file(DEFAULT_POLICY_FILE)
 MAIN = {"quality": 80.0, "width": 1200.0, "height": 1200.0, "blur": 0.05, "noise": 0.05, "compression": 0.05,
         "underexposure": 0.05, "overexposure": 0.05, "overlay": 0.05, "contrast": 0.2, "background_white": 1.0,
@@ -30,7 +32,7 @@ def body(i, signals, profile=None, role="main"):
 def test_check_accepts_the_bundled_file_and_names_profiles_and_roles():
     r = cli("policy", "check", str(DEFAULT_POLICY_FILE))
     assert r.returncode == 0, r.stderr
-    assert "OK, version 2026.11.2, profiles default, lenient, main_image; roles main -> main_image, gallery -> default" in r.stdout
+    assert f"OK, version {BUNDLED_VERSION}, profiles default, lenient, main_image; roles main -> main_image, gallery -> default" in r.stdout
 
 
 def test_check_lists_every_problem_with_its_place(tmp_path):
@@ -66,7 +68,7 @@ def test_diff_counts_moves_per_decision_and_reason(tmp_path):
 
     r = cli("policy", "diff", "--policy-file", str(new), str(src), "--report", str(tmp_path / "movers.html"))
     assert r.returncode == 0, r.stderr
-    assert "6 stored results re-judged under policy 2026.11.2: 3 change decision (1 decided before scoring, unchanged)" in r.stdout
+    assert f"6 stored results re-judged under policy {BUNDLED_VERSION}: 3 change decision (1 decided before scoring, unchanged)" in r.stdout
     assert "img-4 (main_image): was product_too_small; now The product fills 30 % of the frame; main images need at least 60 %" in r.stdout
     assert (tmp_path / "movers.html").read_text().count('<div class="card ') == 3
 
