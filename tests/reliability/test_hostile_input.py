@@ -187,7 +187,7 @@ def test_hostile_batch_through_a_real_worker_outcomes_and_bounded_memory(pipelin
     origin = Origin(root, hang_s=8)
     try:
         w = pipeline.worker(IMAGEGATE_FETCH_TIMEOUT_S="3", IMAGEGATE_FETCH_RETRIES="1",
-                            IMAGEGATE_EVENT_MAX_BYTES="65536").start()
+                            IMAGEGATE_EVENT_MAX_BYTES="65536", IMAGEGATE_RETRY_DELAYS_S="[0.5]").start()
         out = pipeline.collector()
         warm = [make_event(f"{origin.url}/img/rgba-png", image_id=f"warm-{i}") for i in range(5)]
         pipeline.publish(warm)
@@ -202,8 +202,9 @@ def test_hostile_batch_through_a_real_worker_outcomes_and_bounded_memory(pipelin
                 events.append(ev)
                 expected[ev.event_id] = exp
         extra = {  # hostile URLs / origins
-            f"{origin.url}/html": "unsupported_format", f"{origin.url}/hang/x": "fetch_failed",
-            f"{origin.url}/reset/x": "fetch_failed", f"{origin.url}/status/500": "fetch_failed",
+            # an origin that hangs, resets or fails is our trouble: retried, then dead-lettered
+            f"{origin.url}/html": "unsupported_format", f"{origin.url}/hang/x": "dlq",
+            f"{origin.url}/reset/x": "dlq", f"{origin.url}/status/500": "dlq",
             "http://10.0.0.1/x.jpg": "fetch_failed", "http://169.254.169.254/latest/meta-data/": "fetch_failed",
             "file:///etc/passwd": "fetch_failed", f"{origin.url}/gzipbomb": "unsupported_format",
         }
@@ -212,6 +213,7 @@ def test_hostile_batch_through_a_real_worker_outcomes_and_bounded_memory(pipelin
             events.append(ev)
             expected[ev.event_id] = exp
         pipeline.publish(events)
+        ours = sum(exp == "dlq" for exp in expected.values())
         raw_bad = [b"\xff\xfe not utf-8", b"{" * 50_000, json.dumps({**GOOD, "url": 5}).encode(),
                    json.dumps({**GOOD, "pad": "x" * 100_000}).encode()]  # over this worker's 64 KiB event limit
         pipeline.publish_raw(raw_bad, key=b"hostile")
@@ -220,13 +222,18 @@ def test_hostile_batch_through_a_real_worker_outcomes_and_bounded_memory(pipelin
         while time.monotonic() < deadline:
             out.poll(0.5)
             peak = max(peak, rss_kb(w.proc.pid))
-            if set(expected) <= out.source_ids() and len(out.dlq) >= len(raw_bad):
+            if set(expected) <= out.source_ids() and len(out.dlq) >= len(raw_bad) + ours:
                 break
         assert set(expected) <= out.source_ids(), f"{len(set(expected) - out.source_ids())} missing\n{w.log_tail()}"
-        assert len(out.dlq) == len(raw_bad) and w.alive()
+        assert len(out.dlq) == len(raw_bad) + ours and w.alive()
+        dead = {json.loads(v)["event_id"] for v, h in out.dlq if h["imagegate_error_stage"] == b"fetch"}
+        assert dead == {eid for eid, exp in expected.items() if exp == "dlq"}
         after = rss_kb(w.proc.pid)
         by_src = {b["source_event_id"]: b for b in out.scored}
         for eid, exp in expected.items():
+            if exp == "dlq":
+                assert eid not in by_src  # no seller-facing verdict for our trouble
+                continue
             b = by_src[eid]
             codes = [r["code"] for r in b["reasons"]]
             if exp == SCORED:
