@@ -44,7 +44,9 @@ demo: setup
 test: setup
 	$(PY) -m pytest
 
+# Unit tests only (no broker); tests/deploy needs helm and crdcheck, which setup's deploy/tools/install builds.
 test-fast: $(EDITABLE)
+	deploy/tools/install
 	$(PY) -m pytest -m "not integration and not slow"
 
 bench: setup
