@@ -63,7 +63,7 @@ class Health:
             if now - at > self.stall_after_s:
                 problems.append(f"{name} thread made no progress for {now - at:.0f}s")
         for name, t in threads.items():
-            if not t.is_alive():
+            if t.ident is not None and not t.is_alive():  # started, then gone
                 problems.append(f"{name} thread died")
         oldest = self.oldest_in_flight()
         metrics.OLDEST_IN_FLIGHT.set(oldest)
