@@ -41,3 +41,26 @@ def test_file_scheme_needs_a_root(tmp_path):
     with pytest.raises(ConfigError, match="file_root"):
         load_settings(allowed_schemes=["file"])
     assert load_settings(allowed_schemes=["file"], file_root=tmp_path).file_root == tmp_path
+
+
+@pytest.mark.parametrize("prop,value", [("acks", "1"), ("enable.idempotence", "false"), ("enable.auto.offset.store", "true"),
+                                        ("enable.auto.commit", "false"), ("group.protocol", "classic")])
+def test_safety_critical_kafka_settings_cannot_be_overridden(monkeypatch, prop, value):
+    """v1 let IMAGEGATE_KAFKA__acks=1 silently turn off acknowledged delivery."""
+    monkeypatch.setenv(f"IMAGEGATE_KAFKA__{prop}", value)
+    with pytest.raises(ConfigError, match=f"{prop}.*cannot be set through IMAGEGATE_KAFKA__"):
+        load_settings()
+
+
+def test_other_kafka_properties_still_pass_through(monkeypatch):
+    monkeypatch.setenv("IMAGEGATE_KAFKA__security.protocol", "SASL_SSL")
+    assert load_settings().kafka_common()["security.protocol"] == "SASL_SSL"
+
+
+def test_producer_and_consumer_apply_the_safe_settings_last():
+    from consumer.loop import SAFE_CONSUMER, consumer_config
+    from consumer.sink import SAFE_PRODUCER
+
+    conf = consumer_config(load_settings(kafka={"fetch.min.bytes": "1"}), print, print)
+    assert conf["enable.auto.offset.store"] is False and conf["group.protocol"] == "consumer"
+    assert SAFE_PRODUCER == {"enable.idempotence": True, "acks": "all"} and SAFE_CONSUMER["enable.auto.offset.store"] is False
