@@ -1,0 +1,102 @@
+"""Inference runtimes behind one interface: ``Backend.run(uint8 [N,3,S,S]) -> float32 [N, heads]``.
+
+Why a registry: the predictor, the worker and the benchmarks name a runtime by a string
+(``IMAGEGATE_RUNTIME``) and never import a runtime package themselves, so a machine needs
+only the packages of the runtime it uses, and adding one (TensorRT, a new NPU) is one module.
+Backends return the raw head outputs (quality on a 0..1 MOS scale, distortion logits);
+``model.predictor`` turns them into scores the same way for all of them.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class ModelMeta:
+    """What a predictor needs to know about the model, whichever runtime runs it."""
+
+    name: str
+    version: str
+    input_size: int
+    heads: tuple[str, ...]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+    @classmethod
+    def from_dict(cls, meta: dict[str, Any]) -> "ModelMeta":
+        return cls(str(meta["name"]), str(meta["version"]), int(meta["input_size"]), tuple(meta["heads"]),
+                   tuple(float(v) for v in meta["mean"]), tuple(float(v) for v in meta["std"]))
+
+
+class Backend(Protocol):
+    meta: ModelMeta
+    device: str  # "cpu" or "cuda:0"
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        """uint8 [N, 3, S, S] (C-contiguous) -> float32 [N, len(heads)] raw head outputs."""
+        ...
+
+
+class RuntimeUnavailable(RuntimeError):
+    """The runtime's package is not installed or cannot run on this device."""
+
+
+# name -> (module, class, keyword arguments). Modules are imported only when chosen.
+REGISTRY: dict[str, tuple[str, str, dict[str, Any]]] = {
+    "torch": ("model.runtimes.torch", "TorchBackend", {}),
+    "torch-compile": ("model.runtimes.torch", "TorchBackend", {"compile": True}),
+    "onnxruntime": ("model.runtimes.onnxruntime", "OrtBackend", {}),
+    "onnxruntime-int8": ("model.runtimes.onnxruntime", "OrtBackend", {"precision": "int8"}),
+    "tensorrt": ("model.runtimes.onnxruntime", "OrtBackend", {"tensorrt": True}),
+    "openvino": ("model.runtimes.openvino", "OpenVinoBackend", {}),
+    "openvino-int8": ("model.runtimes.openvino", "OpenVinoBackend", {"precision": "int8"}),
+}
+
+# Chosen from bench/results (model-only images/s, same run, this project's 2-core dev machine).
+CPU_DEFAULT = "onnxruntime"
+CUDA_DEFAULT = "torch"
+
+
+def cpu_threads() -> int:
+    """Cores this process may run on (cgroup/affinity aware): the size of the one intra-op pool."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def resolve_device(device: str) -> str:
+    """"auto" -> "cuda:0" when an NVIDIA GPU is usable, else "cpu". torch is imported only if a GPU is present."""
+    if device != "auto":
+        return "cuda:0" if device == "cuda" else device
+    if not Path("/dev/nvidiactl").exists():
+        return "cpu"
+    import torch
+
+    return "cuda:0" if torch.cuda.is_available() else "cpu"
+
+
+def default_runtime(device: str) -> str:
+    """``IMAGEGATE_RUNTIME`` if set, else the fastest measured runtime for the device."""
+    env = os.environ.get("IMAGEGATE_RUNTIME", "").strip()
+    if env:
+        return env
+    return CUDA_DEFAULT if device.startswith("cuda") else CPU_DEFAULT
+
+
+def create(name: str, weights: Path, device: str) -> Backend:
+    if name not in REGISTRY:
+        raise ValueError(f"unknown runtime {name!r}; known: {', '.join(sorted(REGISTRY))}")
+    module, cls, kwargs = REGISTRY[name]
+    try:
+        mod = importlib.import_module(module)
+    except ImportError as e:
+        raise RuntimeUnavailable(f"runtime {name!r} needs a package that is not installed: {e}") from e
+    return getattr(mod, cls)(weights, device, **kwargs)
