@@ -139,7 +139,13 @@ def measure(rgb: Image.Image, size: tuple[int, int]) -> dict[str, float]:
 
 
 def decode(data: bytes, preprocess: Callable[[Image.Image], object], input_size: int, limits: DecodeLimits) -> Decoded:
-    """The worker's and `imagegate score`'s one decode path: same bytes -> same tensor."""
+    """The worker's and `imagegate score`'s one decode path: same bytes -> same model input.
+
+    Large JPEGs come out of libjpeg already DCT-downscaled to no less than the input size,
+    and the predictor's `preprocess` turns that drafted image straight into the uint8
+    [3, S, S] array the batcher stacks (normalisation happens inside the model graph): no
+    full-size pixels, no float copy. The signals are measured on the same drafted image.
+    """
     rgb, fmt, size = open_rgb(data, limits, min_side=input_size)
-    signals = measure(rgb, size)
-    return Decoded(tensor=preprocess(rgb), signals=signals, format=fmt)
+    pixels = preprocess(rgb)
+    return Decoded(tensor=pixels, signals=measure(rgb, size), format=fmt)

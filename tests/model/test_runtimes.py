@@ -122,3 +122,40 @@ def test_export_is_reproducible_cached_and_batch_dynamic(tmp_path: Path, monkeyp
         a, b = ref.predict(x), ort.predict(x)
         for h in ref.heads:
             assert a[h].shape == (n,) and np.allclose(a[h], b[h], atol=1e-3), h
+
+
+def test_decode_gives_model_input_from_the_drafted_jpeg(photos: list[Image.Image], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A 4x-oversized JPEG is DCT-downscaled while decoding, and lands as the model's uint8 input."""
+    import io
+
+    from consumer import decode as dec
+
+    p = model.load(device="cpu", runtime="onnxruntime")
+    s = p.input_size
+    big = photos[0].resize((4 * s + 8, 4 * s))
+    buf = io.BytesIO()
+    big.save(buf, "JPEG", quality=92)
+    seen: list[tuple[int, int]] = []
+    monkeypatch.setattr(dec, "measure", lambda rgb, size: (seen.append(rgb.size), {})[1])
+    d = dec.decode(buf.getvalue(), p.preprocess, s, dec.DecodeLimits())
+    assert isinstance(d.tensor, np.ndarray) and d.tensor.dtype == np.uint8 and d.tensor.shape == (3, s, s)
+    assert s <= min(seen[0]) and max(seen[0]) < 2 * s + 8  # decoded at 1/2 or 1/4 scale, never full size
+    full = p.preprocess(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"))
+    assert np.abs(d.tensor.astype(int) - full.astype(int)).mean() < 2.0  # same picture as a full decode
+
+
+def test_cpu_forward_runs_in_chunks_with_the_same_results(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Random-weights plumbing model: a batch larger than the CPU chunk is split, rows stay in order."""
+    monkeypatch.setenv("IMAGEGATE_CACHE_DIR", str(tmp_path / "cache"))
+    p = model.load(write_random_model(tmp_path / "random.pt", input_size=32), device="cpu", runtime="onnxruntime")
+    assert p.chunk == 8
+    calls: list[int] = []
+    run = p.backend.run
+    monkeypatch.setattr(p.backend, "run", lambda b: (calls.append(len(b)), run(b))[1])
+    x = np.random.default_rng(1).integers(0, 256, (19, 3, 32, 32), dtype=np.uint8)
+    chunked = p.predict(x)
+    assert calls == [8, 8, 3]
+    p.chunk = None
+    whole = p.predict(x)
+    for h in p.heads:
+        assert np.allclose(chunked[h], whole[h], atol=1e-5), h
