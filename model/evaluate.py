@@ -110,7 +110,7 @@ def bench(pred, batch: int = 32, repeats: int = 3) -> float:
 
 
 def biq_val_by_runtime(runtimes: list[str], weights: Path, datasets_dir: str | None = None,
-                       limit: int | None = None, batch: int = 32) -> dict[str, tuple[float, float, int]]:
+                       limit: int | None = None, batch: int = 8) -> dict[str, tuple[float, float, int]]:
     """BIQ2021 validation SROCC / PLCC per runtime, end to end (file -> preprocess -> predict).
 
     Why end to end and not the feature cache: the cache holds torch fp32 features, so a
