@@ -148,13 +148,13 @@ def test_cpu_forward_runs_in_chunks_with_the_same_results(tmp_path: Path, monkey
     """Random-weights plumbing model: a batch larger than the CPU chunk is split, rows stay in order."""
     monkeypatch.setenv("IMAGEGATE_CACHE_DIR", str(tmp_path / "cache"))
     p = model.load(write_random_model(tmp_path / "random.pt", input_size=32), device="cpu", runtime="onnxruntime")
-    assert p.chunk == 8
+    assert p.chunk == 4
     calls: list[int] = []
     run = p.backend.run
     monkeypatch.setattr(p.backend, "run", lambda b: (calls.append(len(b)), run(b))[1])
     x = np.random.default_rng(1).integers(0, 256, (19, 3, 32, 32), dtype=np.uint8)
     chunked = p.predict(x)
-    assert calls == [8, 8, 3]
+    assert calls == [4, 4, 4, 4, 3]
     p.chunk = None
     whole = p.predict(x)
     for h in p.heads:
