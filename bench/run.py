@@ -81,8 +81,11 @@ class Outputs:
                 self.bodies[sid] = body
 
     def wait_for(self, ids: set[str], timeout_s: float, worker: subprocess.Popen, rss: list[float]) -> None:
-        end = time.monotonic() + timeout_s
+        start = time.monotonic()
+        end = start + timeout_s
         while time.monotonic() < end and worker.poll() is None and not ids <= self.arrived.keys():
+            if time.monotonic() - start > 180 and not ids & self.arrived.keys():
+                break  # nothing at all in 3 minutes: the worker is failing these events (see its log)
             rss.append(rss_mb(worker.pid))
             time.sleep(0.1)
         if worker.poll() is not None:
@@ -147,8 +150,6 @@ def run_stack_parts(args, runtime: str, predictor, root: Path, env: dict[str, st
     server = serve.start(root)
     base = serve.base_url(server)
     size = tuple(int(v) for v in args.size.split("x"))
-    n_levels = 3
-    per_level = max(8, int(args.seconds * 1.0))  # refined below once the saturation rate is known
     sat_paths = distinct_copies(root, args.images, size, prefix="s")
     prod = kafka_clients.producer(settings)
     reader = kafka_clients.reader(settings)
@@ -159,7 +160,9 @@ def run_stack_parts(args, runtime: str, predictor, root: Path, env: dict[str, st
     rss: list[float] = []
     res: dict = {}
     sent_at: dict[str, float] = {}
-    worker = subprocess.Popen([sys.executable, "-m", "consumer"], env=env, cwd=REPO, stderr=subprocess.DEVNULL)
+    log_path = root / "worker.log"
+    log_file = open(log_path, "wb")
+    worker = subprocess.Popen([sys.executable, "-m", "consumer"], env=env, cwd=REPO, stderr=log_file)
     try:
         # 3. saturation: a backlog of distinct images
         events = [make_event(f"{base}/{p.name}", image_id=p.stem) for p in sat_paths]
@@ -169,6 +172,9 @@ def run_stack_parts(args, runtime: str, predictor, root: Path, env: dict[str, st
         got = [outs.arrived[i] for i in ids if i in outs.arrived]
         res["pipeline_events_per_s"] = round(steady_rate(got), 2)
         res["pipeline_events_done"] = len(got)
+        if len(got) < len(ids) // 2:
+            tail = log_path.read_text(errors="replace")[-3000:]
+            raise RuntimeError(f"the worker scored {len(got)} of {len(ids)} events; its log ends:\n{tail}")
         res["pipeline_scored_by_model"] = sum(1 for i in ids if i in outs.bodies and not outs.bodies[i]["cached"]
                                               and outs.bodies[i]["decision"] in ("accept", "demote", "reject")
                                               and "quality" in outs.bodies[i]["signals"])
@@ -217,6 +223,7 @@ def run_stack_parts(args, runtime: str, predictor, root: Path, env: dict[str, st
             worker.wait(60)
         except subprocess.TimeoutExpired:
             worker.kill()
+        log_file.close()
         outs.stop.set()
         th.join(5)
         reader.close()
