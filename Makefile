@@ -49,8 +49,9 @@ test-fast: $(EDITABLE)
 	deploy/tools/install
 	$(PY) -m pytest -m "not integration and not slow"
 
+# Figures, never pass/fail: bench/results/latest.json (+ a dated copy) and a table (~10 min on 2 cores).
 bench: setup
-	$(PY) bench/pipeline_bench.py
+	$(PY) bench/run.py
 
 schemas: $(EDITABLE)
 	$(PY) -m consumer.events --write deploy/schemas

@@ -32,3 +32,22 @@ def rss_mb(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def distinct_copies(root: Path, n: int, size: tuple[int, int], prefix: str = "c", bases: int = 32, seed: int = 0) -> list[Path]:
+    """n JPEGs with distinct bytes (so distinct sha256: never a cache hit) from `bases` rendered photos.
+
+    Why: rendering a photo costs ~10-50 ms, too slow for the thousands of images a GPU run
+    needs. Each copy gets its own JPEG comment segment (COM, right after SOI), so its bytes
+    and hash differ while the decode work is exactly that of its base photo.
+    """
+    base = [p.read_bytes() for p in distinct_jpegs(root, min(n, bases), size, prefix=f"{prefix}base", seed=seed)]
+    paths = []
+    for i in range(n):
+        data = base[i % len(base)]
+        tag = f"imagegate-bench {prefix} {i}".encode()
+        com = b"\xff\xfe" + (len(tag) + 2).to_bytes(2, "big") + tag
+        p = root / f"{prefix}{i:06d}.jpg"
+        p.write_bytes(data[:2] + com + data[2:])
+        paths.append(p)
+    return paths

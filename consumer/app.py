@@ -17,8 +17,10 @@ log = logging.getLogger("imagegate")
 def load_predictor(settings: Settings):
     """The model is imported lazily so `--help` and config errors stay fast."""
     import model
+    from model import runtimes
 
-    return model.load(settings.model_path, settings.device)
+    runtimes.set_threads(settings.inference_threads)
+    return model.load(settings.model_path, settings.device, runtime=settings.runtime)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -63,7 +63,10 @@ class Settings(BaseSettings):
     # Model
     model_path: Path | None = None
     device: str = "auto"
-    torch_threads: int | None = Field(None, ge=1)
+    runtime: str | None = Field(
+        None, description="inference runtime (model.runtimes.REGISTRY: openvino, onnxruntime, torch, tensorrt, ...); "
+        "None = the fastest measured for the device")
+    inference_threads: int | None = Field(None, ge=1, description="the runtime's intra-op pool; None = the usable cores")
 
     # Dynamic batching (names as in Triton's dynamic batcher)
     max_batch_size: int = Field(32, ge=1, le=4096)
@@ -130,6 +133,15 @@ class Settings(BaseSettings):
             raise ValueError(f"{', '.join(bad)} cannot be set through IMAGEGATE_KAFKA__*: the worker sets them "
                              "(at-least-once delivery depends on them; use IMAGEGATE_GROUP_PROTOCOL and "
                              "IMAGEGATE_GROUP_INSTANCE_ID for the group settings)")
+        return v
+
+    @field_validator("runtime")
+    @classmethod
+    def _runtime(cls, v: str | None) -> str | None:
+        from model.runtimes import REGISTRY  # numpy only: no runtime package is imported here
+
+        if v is not None and v not in REGISTRY:
+            raise ValueError(f"unknown runtime {v!r}; choose from {', '.join(sorted(REGISTRY))}")
         return v
 
     @field_validator("retry_delays_s")

@@ -92,7 +92,7 @@ class DecodeBudget:
 
 @dataclass
 class Decoded:
-    tensor: object  # torch.Tensor [3,S,S] from the model's preprocess
+    tensor: object  # the predictor's preprocess output: numpy uint8 [3, S, S]
     signals: dict[str, float]
     format: str
 
@@ -194,7 +194,13 @@ def to_rgb(img: Image.Image, min_side: int = 0) -> Image.Image:
 
 def decode(data: bytes, preprocess: Callable[[Image.Image], object], input_size: int, limits: DecodeLimits,
            budget: DecodeBudget | None = None) -> Decoded:
-    """The worker's and `imagegate score`'s one decode path: same bytes -> same tensor."""
+    """The worker's and `imagegate score`'s one decode path: same bytes -> same model input.
+
+    Large JPEGs come out of libjpeg already DCT-downscaled to no less than the input size,
+    and the predictor's `preprocess` turns that drafted image straight into the uint8
+    [3, S, S] array the batcher stacks (normalisation happens inside the model graph): no
+    full-size pixels, no float copy. The signals are measured on the same drafted image.
+    """
     rgb, fmt, size = open_rgb(data, limits, min_side=input_size, budget=budget)
-    signals = measure(rgb, size)
-    return Decoded(tensor=preprocess(rgb), signals=signals, format=fmt)
+    pixels = preprocess(rgb)
+    return Decoded(tensor=pixels, signals=measure(rgb, size), format=fmt)

@@ -153,7 +153,7 @@ _gpu_collector: _GpuMemory | None = None
 def watch_gpu(device: Any) -> bool:
     """Export GPU memory gauges when the model runs on CUDA (once per process); True if it does."""
     global _gpu_collector
-    if getattr(device, "type", str(device)) != "cuda":
+    if not str(getattr(device, "type", device)).startswith("cuda"):
         return False
     with _gpu_lock:
         if _gpu_collector is None:

@@ -16,16 +16,13 @@ import numpy as np
 import torch
 from PIL import Image
 
+from .preprocess import MEAN, STD, preprocess_uint8
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CACHE_DIR = Path(__file__).resolve().parent / ".cache"
 BIQ_SUBDIR = "biq2021-ss03-train"
 VAL_FRACTION = 0.15
 SPLIT_SEED = 20211  # fixed: the validation split must never move between runs
-
-# EfficientNet-Lite was trained on inputs scaled to [-1, 1] ((x*255 - 127) / 128).
-MEAN: tuple[float, float, float] = (127.0 / 255, 127.0 / 255, 127.0 / 255)
-STD: tuple[float, float, float] = (128.0 / 255, 128.0 / 255, 128.0 / 255)
-
 
 def datasets_dir(override: str | os.PathLike | None = None) -> Path:
     """CLI flag > env ``IMAGEGATE_DATASETS_DIR`` > ``../shared/datasets`` next to the repo."""
@@ -37,25 +34,20 @@ def datasets_dir(override: str | os.PathLike | None = None) -> Path:
     return (REPO_ROOT / ".." / "shared" / "datasets").resolve()
 
 
-def preprocess_image(img: Image.Image, size: int, mean: Sequence[float] = MEAN, std: Sequence[float] = STD) -> torch.Tensor:
-    """RGB PIL image of any size -> float32 [3, size, size], normalised.
+def normalise(x: torch.Tensor, mean: Sequence[float] = MEAN, std: Sequence[float] = STD) -> torch.Tensor:
+    """uint8 [..., 3, S, S] -> float32 normalised; the very ops the exported graph starts with."""
+    m = torch.tensor(mean, dtype=torch.float32, device=x.device).view(3, 1, 1)
+    s = torch.tensor(std, dtype=torch.float32, device=x.device).view(3, 1, 1)
+    return (x.float() / 255.0 - m) / s
 
-    Policy: resize the *whole* image to size x size with PIL's antialiased
-    bicubic filter (aspect ratio is not kept).  Why: cropping would hide
-    overlays/borders and defects at the edges, padding would add fake borders;
-    a mild aspect change barely affects quality cues.  At 512 px most BIQ2021
-    photos (512x512) pass through untouched, so blur and noise stay visible.
-    Pure and deterministic; safe to call from many threads.
+
+def preprocess_image(img: Image.Image, size: int, mean: Sequence[float] = MEAN, std: Sequence[float] = STD) -> torch.Tensor:
+    """RGB PIL image -> float32 [3, size, size], normalised (training and the feature cache).
+
+    Same pixels as inference (``preprocess_uint8``), normalised as the model graph does it,
+    so cached training features and served scores agree.
     """
-    if img.mode != "RGB":
-        img = img.convert("RGB")
-    if img.size != (size, size):
-        img = img.resize((size, size), Image.BICUBIC)
-    arr = np.asarray(img, dtype=np.float32) / 255.0
-    t = torch.from_numpy(arr.copy()).permute(2, 0, 1)
-    m = torch.tensor(mean, dtype=torch.float32).view(3, 1, 1)
-    s = torch.tensor(std, dtype=torch.float32).view(3, 1, 1)
-    return ((t - m) / s).contiguous()
+    return normalise(torch.from_numpy(preprocess_uint8(img, size)), mean, std).contiguous()
 
 
 def load_biq(root: str | os.PathLike | None = None) -> tuple[list[Path], np.ndarray]:

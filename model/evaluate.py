@@ -30,6 +30,7 @@ import torch
 from . import data, synthetic
 from .distortions import DISTORTION_HEADS
 from .predictor import DEFAULT_WEIGHTS, load
+from .runtimes import cpu_threads
 from .train import biq_features, synthetic_features, trunk_tag
 
 BRISQUE_MODEL = "/usr/share/opencv4/quality/brisque_model_live.yml"
@@ -94,8 +95,11 @@ def classical_scores(name: str, keys: list[str], loaders) -> dict[str, np.ndarra
 
 
 def bench(pred, batch: int = 32, repeats: int = 3) -> float:
-    """Images/s of ``predict`` on one [batch, 3, S, S] tensor (after one warm-up), current thread count."""
-    x = torch.randn(batch, 3, pred.input_size, pred.input_size, generator=torch.Generator().manual_seed(0))
+    """Images/s of ``predict`` on one uint8 [batch, 3, S, S] array (after one warm-up).
+
+    Random pixels: the arithmetic of this CNN does not depend on the content."""
+    s = pred.input_size
+    x = np.random.default_rng(0).integers(0, 256, (batch, 3, s, s), dtype=np.uint8)
     pred.predict(x)
     best = float("inf")
     for _ in range(repeats):
@@ -103,6 +107,33 @@ def bench(pred, batch: int = 32, repeats: int = 3) -> float:
         pred.predict(x)
         best = min(best, time.perf_counter() - t)
     return batch / best
+
+
+def biq_val_by_runtime(runtimes: list[str], weights: Path, datasets_dir: str | None = None,
+                       limit: int | None = None, batch: int = 8) -> dict[str, tuple[float, float, int]]:
+    """BIQ2021 validation SROCC / PLCC per runtime, end to end (file -> preprocess -> predict).
+
+    Why end to end and not the feature cache: the cache holds torch fp32 features, so a
+    runtime's own numerics (ONNX Runtime, OpenVINO, INT8) only show when it runs the whole
+    graph. Every runtime scores the very same uint8 inputs, decoded once.
+    """
+    from PIL import Image
+
+    paths, mos = data.load_biq(datasets_dir)
+    _, va = data.biq_split(len(mos))
+    va = va[:limit] if limit else va
+    preds = {rt: load(weights, "cpu", runtime=rt) for rt in runtimes}
+    size = next(iter(preds.values())).input_size
+    scores: dict[str, list[np.ndarray]] = {rt: [] for rt in runtimes}
+    for i in range(0, len(va), batch):
+        x = np.stack([data.preprocess_uint8(Image.open(paths[j]), size) for j in va[i:i + batch]])
+        for rt, p in preds.items():
+            scores[rt].append(p.predict(x)["quality"])
+    out = {}
+    for rt in runtimes:
+        q = np.concatenate(scores[rt])
+        out[rt] = (_srocc(q, mos[va]), _plcc(q, mos[va]), len(q))
+    return out
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -113,20 +144,30 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--weights", type=Path, default=DEFAULT_WEIGHTS)
     ap.add_argument("--datasets-dir", default=None)
     ap.add_argument("--device", default="auto")
-    ap.add_argument("--threads", type=int, default=2, help="torch CPU threads for the speed figure")
     ap.add_argument("--check", type=int, default=8, help="images re-run end-to-end to verify the cache path")
     ap.add_argument("--no-bench", action="store_true")
+    ap.add_argument("--runtime", default=None, help="runtime for the speed figure (default: IMAGEGATE_RUNTIME / CPU default)")
+    ap.add_argument("--biq-only", metavar="RUNTIMES",
+                    help="only BIQ val SROCC/PLCC end to end for these runtimes (comma-separated, e.g. "
+                         "torch,onnxruntime,onnxruntime-int8), then exit")
+    ap.add_argument("--limit", type=int, default=None, help="with --biq-only: first N validation images")
     args = ap.parse_args(argv)
+    if args.biq_only:
+        res = biq_val_by_runtime(args.biq_only.split(","), args.weights, args.datasets_dir, args.limit)
+        print("| Runtime | BIQ val SROCC | BIQ val PLCC | images |\n|---|---|---|---|")
+        for rt, (a, b, n) in res.items():
+            print(f"| {rt} | {a:.4f} | {b:.4f} | {n} |")
+        return {"biq_by_runtime": res}
 
-    torch.set_num_threads(args.threads)
-    pred = load(args.weights, args.device)
-    net = pred._net
+    pred = load(args.weights, args.device, runtime="torch")
+    net = pred.backend.net
+    device = torch.device(pred.device)
     print(f"weights: {args.weights} ({args.weights.stat().st_size / 1e6:.2f} MB), name={pred.name} "
           f"version={pred.version} input={pred.input_size} trunk={trunk_tag(net)}", flush=True)
 
     def heads_of(f: np.ndarray) -> dict[str, np.ndarray]:
         with torch.inference_mode():
-            o = net.heads_from_features(torch.from_numpy(f).to(pred.device)).float().cpu()
+            o = net.heads_from_features(torch.from_numpy(f).to(device)).float().cpu()
         res = {}
         for i, h in enumerate(pred.heads):
             res[h] = ((o[:, i] * 100).clamp(0, 100) if h == "quality" else torch.sigmoid(o[:, i])).numpy()
@@ -138,16 +179,16 @@ def main(argv: list[str] | None = None) -> dict:
     vpaths = [paths[i] for i in va]
     tag = trunk_tag(net)
     if data.cache_path("biq", [p.name for p in paths], pred.input_size, tag).exists():
-        fb, _, _ = biq_features(net, args.datasets_dir, pred.device)  # training run's cache
+        fb, _, _ = biq_features(net, args.datasets_dir, device)  # training run's cache
         fv = fb[va]
     else:  # no training cache here: compute the validation images only
         fv = data.cached_features("biq-val", [p.name for p in vpaths], net,
-                                  [lambda p=p: Image.open(p) for p in vpaths], pred.input_size, tag, pred.device)
+                                  [lambda p=p: Image.open(p) for p in vpaths], pred.input_size, tag, device)
     qb = heads_of(fv)["quality"]
     cb = classical_scores("biq-val", [p.name for p in vpaths], [lambda p=p: Image.open(p) for p in vpaths])
 
     # --- synthetic test set -------------------------------------------------------------------
-    fs, items = synthetic_features(net, "test", pred.device)
+    fs, items = synthetic_features(net, "test", device)
     hs = heads_of(fs)
     lab = synthetic.labels(items)
     bank = synthetic.CropBank()
@@ -156,12 +197,12 @@ def main(argv: list[str] | None = None) -> dict:
     # --- end-to-end check of the cache path -----------------------------------------------------
     if args.check:
         idx = np.linspace(0, len(items) - 1, args.check).astype(int)
-        x = torch.stack([pred.preprocess(bank.render(items[i])) for i in idx])
+        x = np.stack([pred.preprocess(bank.render(items[i])) for i in idx])
         e2e = pred.predict(x)
         for h in pred.heads:
-            d = float(np.abs(e2e[h].numpy() - hs[h][idx]).max())
+            d = float(np.abs(e2e[h] - hs[h][idx]).max())
             tol = 0.5 if h == "quality" else 0.01
-            assert d <= tol or pred.device.type == "cuda", f"cache/end-to-end mismatch on {h}: {d}"
+            assert d <= tol or device.type == "cuda", f"cache/end-to-end mismatch on {h}: {d}"
         print(f"end-to-end check on {len(idx)} synthetic images: OK", flush=True)
 
     rows = []
@@ -216,11 +257,11 @@ def main(argv: list[str] | None = None) -> dict:
           "detector for each distortion.")
 
     if not args.no_bench:
-        cpu = load(args.weights, "cpu")
+        cpu = load(args.weights, "cpu", runtime=args.runtime)
         ips = bench(cpu, 32)
         result["images_per_s"] = ips
         print(f"\n### Speed and size\n\n| Metric | Value |\n|---|---|\n"
-              f"| CPU throughput, batch 32, {torch.get_num_threads()} threads ({os.cpu_count()}-core machine) "
+              f"| CPU throughput ({cpu.runtime}), batch 32, {cpu_threads()} threads ({os.cpu_count()}-core machine) "
               f"| {ips:.1f} images/s |\n| Weights file | {args.weights.stat().st_size / 1e6:.1f} MB |")
     return result
 

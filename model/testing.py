@@ -9,7 +9,7 @@ import torch
 
 from .architecture import HEADS, QualityNet
 from .data import MEAN, STD
-from .predictor import FORMAT
+from .checkpoint import FORMAT
 
 
 def write_random_model(path: str | os.PathLike, input_size: int = 64) -> Path:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-import torch
+import numpy as np
 from tqdm import tqdm
 
 from consumer.decode import DecodeError, DecodeLimits, decode
@@ -52,7 +52,7 @@ def score_files(paths: Iterable[Path], predictor, policy: Policy, *, profile: st
                 v = policy.reject(profile, e.code, str(e), role=role)
                 rows[idx] = ScoreRow(str(path), v.score, v.decision.value, [r.model_dump(mode="json") for r in v.reasons], error=str(e))
         if decoded:
-            outputs = predictor.predict(torch.stack([d.tensor for _, d in decoded]))
+            outputs = predictor.predict(np.stack([d.tensor for _, d in decoded]))
             for i, (idx, d) in enumerate(decoded):
                 signals = merge_signals(d.signals, outputs, i)
                 v = policy.judge(signals, profile, role)

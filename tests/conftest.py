@@ -74,7 +74,7 @@ def pipeline(stack, plumbing_model, tmp_path, request):
     env.update({
         "IMAGEGATE_MODEL_PATH": str(plumbing_model),
         "IMAGEGATE_DEVICE": "cpu",
-        "IMAGEGATE_TORCH_THREADS": "1",
+        "IMAGEGATE_INFERENCE_THREADS": "1",
         "IMAGEGATE_ALLOW_NETWORKS": '["127.0.0.0/8"]',
         "IMAGEGATE_FETCH_RETRIES": "2",
         "IMAGEGATE_FETCH_BACKOFF_MS": "20",

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 import model
@@ -14,8 +13,7 @@ from model.train import variant
 @pytest.fixture(scope="session", params=[model.DEFAULT_WEIGHTS, variant(384)[2]], ids=["512px", "384px"])
 def shipped(request: pytest.FixtureRequest) -> model.Predictor:
     """Each shipped weights file: the default 512 px model and the faster 384 px variant."""
-    torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
-    return model.load(request.param, device="cpu")
+    return model.load(request.param, device="cpu", runtime="torch")
 
 
 @pytest.fixture(scope="session")

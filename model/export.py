@@ -1,0 +1,111 @@
+"""``python -m model.export``: the shipped weights -> an ONNX graph for ONNX Runtime / OpenVINO.
+
+The graph takes uint8 [N, 3, S, S] (dynamic N) and normalises inside, so callers hand
+it decoded pixels as they are; it returns the raw heads [N, len(heads)] like
+``QualityNet.forward``. Exports are derived artefacts, never committed: they are built on
+first use (or by ``make setup``) into ``~/.cache/imagegate/models`` (``IMAGEGATE_CACHE_DIR``
+overrides the root), keyed by the weights file's sha256, and written atomically so
+workers starting together never read half a file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+from . import checkpoint
+
+INPUT, OUTPUT = "image", "heads"
+EXPORT_FORMAT = 1  # bump when the graph's interface or the export recipe changes
+OPSET = 17
+
+
+def cache_dir() -> Path:
+    root = os.environ.get("IMAGEGATE_CACHE_DIR") or Path.home() / ".cache" / "imagegate"
+    return Path(root) / "models"
+
+
+def artefact(weights: Path, precision: str = "fp32") -> Path:
+    """Where the graph for this weights file and precision lives (its metadata beside it, .json)."""
+    return cache_dir() / f"{weights.stem}-{checkpoint.file_digest(weights)[:16]}-e{EXPORT_FORMAT}-{precision}.onnx"
+
+
+def _write_atomic(path: Path, write) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def export_onnx(weights: Path, out: Path) -> dict[str, Any]:
+    """Trace the uint8-input graph to ``out``; returns the model's metadata."""
+    import torch
+
+    from .data import normalise
+
+    net, meta = checkpoint.read(weights)
+
+    class UInt8Graph(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = net
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.net(normalise(x, meta["mean"], meta["std"]))
+
+    s = int(meta["input_size"])
+    dummy = torch.zeros(2, 3, s, s, dtype=torch.uint8)
+    with torch.inference_mode(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # exporter notes on constant folding: not actionable
+        _write_atomic(out, lambda tmp: torch.onnx.export(
+            UInt8Graph().eval(), (dummy,), str(tmp), input_names=[INPUT], output_names=[OUTPUT],
+            dynamic_axes={INPUT: {0: "batch"}, OUTPUT: {0: "batch"}}, opset_version=OPSET, dynamo=False))
+    return meta
+
+
+def _public_meta(meta: dict[str, Any], weights: Path, precision: str) -> dict[str, Any]:
+    keep = ("name", "version", "input_size", "heads", "mean", "std")
+    return {**{k: meta[k] for k in keep}, "precision": precision, "weights_sha256": checkpoint.file_digest(weights),
+            "export_format": EXPORT_FORMAT}
+
+
+def ensure(weights: str | os.PathLike | None = None, precision: str = "fp32") -> tuple[Path, dict[str, Any]]:
+    """The cached graph for ``weights`` (built now if missing) and the model's metadata."""
+    w = checkpoint.resolve(weights)
+    path = artefact(w, precision)
+    side = path.with_suffix(".json")
+    if path.is_file() and side.is_file():
+        return path, json.loads(side.read_text())
+    if precision == "fp32":
+        meta = export_onnx(w, path)
+    elif precision == "int8":
+        from .quantize import quantize_int8
+
+        fp32, meta = ensure(w, "fp32")
+        quantize_int8(fp32, path, int(meta["input_size"]))
+    else:
+        raise ValueError(f"unknown precision {precision!r} (fp32, int8)")
+    _write_atomic(side, lambda tmp: tmp.write_text(json.dumps(_public_meta(meta, w, precision), indent=1)))
+    return path, json.loads(side.read_text())
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description="Export an imagegate weights file to ONNX (cached).")
+    ap.add_argument("--weights", type=Path, default=None, help="default: the shipped weights")
+    ap.add_argument("--precision", choices=["fp32", "int8"], default="fp32",
+                    help="int8: static QDQ quantisation calibrated on BIQ2021 training images (needs the datasets)")
+    args = ap.parse_args(argv)
+    path, meta = ensure(args.weights, args.precision)
+    print(f"{path} ({path.stat().st_size / 1e6:.1f} MB) {meta['name']} {meta['version']} {meta['precision']}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
