@@ -14,7 +14,7 @@ import pytest
 import redis
 
 from producer_tools.backfill import DUPLICATE_BOUND
-from tests.harness import REPO
+from tests.harness import REPO, read_all
 
 pytestmark = pytest.mark.integration
 
@@ -22,32 +22,6 @@ pytestmark = pytest.mark.integration
 def cli(env: dict[str, str], *args: str, cwd=REPO) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "producer_tools.cli", *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=300)
-
-
-def read_all(settings, topic: str) -> list:
-    """Every record in the topic now, read by partition up to its end offset (no group, no idle guess)."""
-    from confluent_kafka import TopicPartition
-
-    from producer_tools.kafka_clients import reader
-
-    c = reader(settings)
-    parts = sorted(c.list_topics(topic, timeout=30).topics[topic].partitions)
-    ends = {p: c.get_watermark_offsets(TopicPartition(topic, p), timeout=30) for p in parts}
-    todo = {p for p, (low, high) in ends.items() if high > low}
-    c.assign([TopicPartition(topic, p, ends[p][0]) for p in todo])
-    out = []
-    for _ in range(600):
-        if not todo:
-            break
-        for m in c.consume(1000, 0.5):
-            if m.error():
-                continue
-            out.append(m)
-            if m.offset() >= ends[m.partition()][1] - 1:
-                todo.discard(m.partition())
-    c.close()
-    assert not todo, f"partitions {todo} of {topic} not read to their end"
-    return out
 
 
 def summary(r: subprocess.CompletedProcess) -> dict:
