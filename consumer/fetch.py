@@ -182,7 +182,8 @@ class Fetcher:
         try:
             conn.connect()
             guard.arm()
-            conn.sock.settimeout(max(0.05, deadline - time.monotonic()))
+            conn.timeout = max(0.05, deadline - time.monotonic())  # urllib3 applies it to the socket before reading
+            conn.sock.settimeout(conn.timeout)
             # Never inflate: a gzip "image" of 25 KB can expand to gigabytes. Bytes count
             # against max_bytes exactly as they arrive; an encoded body fails to decode.
             conn.request("GET", path, headers={"Host": host_header, "User-Agent": self.limits.user_agent,

@@ -143,6 +143,7 @@ class KafkaLoop:
             self.consumer.resume([TopicPartition(t, p) for t, p in resume])
         if pause:
             self.consumer.pause([TopicPartition(t, p) for t, p in pause])
+        log.debug("pause state", extra={"paused": sorted(f"{t}[{p}]" for t, p in want), "in_flight": n})
         self._paused, self._reapply = want, False
 
     # -- offsets ---------------------------------------------------------------------------

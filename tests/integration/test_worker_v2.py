@@ -230,3 +230,33 @@ def test_a_fatal_consumer_error_stops_the_worker_loudly(pipeline):
     # the old member's session had already expired: then it simply works
     assert w2.metric("imagegate_assigned_partitions") == 4
     assert w2.stop() == 0
+
+
+def test_backfill_topic_waits_while_live_uploads_are_in_flight(pipeline, origin):
+    """With IMAGEGATE_TOPIC_BACKFILL the worker consumes both topics; backfill partitions pause
+    while live work is in flight (here: live uploads stuck on a hanging origin)."""
+    from producer_tools.kafka_clients import ensure_topics, producer
+    from producer_tools.publish import publish
+
+    backfill_topic = pipeline.settings.topic_in + ".backfill"
+    s = pipeline.settings.model_copy(update={"topic_backfill": backfill_topic})
+    ensure_topics(s)
+    origin.hang_s = 10
+    w = pipeline.worker(IMAGEGATE_TOPIC_BACKFILL=backfill_topic, IMAGEGATE_MAX_IN_FLIGHT="8",
+                        IMAGEGATE_FETCH_TIMEOUT_S="20", IMAGEGATE_FETCH_RETRIES="0", IMAGEGATE_RETRY_DELAYS_S="[60]").start()
+    out = pipeline.collector()
+    live = [make_event(f"{origin.url}/hang/s0-sharp.jpg", image_id=f"live-{i}") for i in range(4)]
+    pipeline.publish(live)
+    assert wait(lambda: w.metric("imagegate_in_flight_events") == 4, 30), w.log_tail()
+    t_busy_until = time.time() + 5  # the hangs last 10 s from their start: live work stays in flight past this
+    backfill = [make_event(f"{origin.url}/img/s1-sharp.jpg", image_id=f"bf-{i}") for i in range(10)]
+    for e in backfill:
+        e.trigger = "backfill"
+    publish(producer(s), backfill_topic, backfill)
+    assert out.wait_for({e.event_id for e in backfill}, 90, w.alive) == set(), w.log_tail()
+    from datetime import datetime
+
+    first = min(datetime.fromisoformat(b["scored_at"]).timestamp() for b in out.scored)
+    assert first > t_busy_until, "backfill was scored while live uploads were in flight"
+    assert {b["trigger"] for b in out.scored} == {"backfill"}  # copied from the event
+    assert w.stop() == 0

@@ -136,3 +136,25 @@ def test_http_status_is_sorted_into_seller_and_ours(small_origin, status, transi
     err, _ = timed_failure(fetcher(), f"{small_origin.url}/status/{status}")
     assert err.transient is transient
     assert err.code is ReasonCode.FETCH_FAILED
+
+
+def test_a_slow_first_byte_within_the_deadline_is_not_a_timeout():
+    """Silence shorter than the whole-transfer deadline but longer than the connect timeout is fine."""
+    body = b"\xff\xd8" + b"x" * 100
+    peer = TricklePeer(b"", interval_s=0)
+    peer.payload = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body) + body
+
+    def slow_start(conn):
+        try:
+            conn.recv(65536)
+            time.sleep(1.5)  # longer than the 0.5 s connect timeout, inside the 4 s deadline
+            conn.sendall(peer.payload)
+        finally:
+            conn.close()
+
+    peer._dribble = slow_start
+    try:
+        got = fetcher(timeout_s=4.0, connect_timeout_s=0.5).fetch(peer.url)
+    finally:
+        peer.close()
+    assert got.data == body
