@@ -8,7 +8,7 @@ STAMP := $(VENV)/.lock-$(LOCK_SHA)
 PY := $(VENV)/bin/python
 STACK := deploy/local/stack
 
-.PHONY: setup demo test test-fast bench stack-start stack-stop stack-status schemas lock train evaluate clean
+.PHONY: setup demo test test-fast bench stack-start stack-stop stack-status schemas lock train evaluate mutate clean
 
 # The venv is keyed by the lock file: a changed lock rebuilds it, an unchanged one is reused.
 # pip's own cache (~/.cache/pip) keeps the multi-GB torch wheels between rebuilds.
@@ -58,6 +58,13 @@ train: $(EDITABLE)
 evaluate: $(EDITABLE)
 	$(PY) -m model.evaluate
 
+# Mutation check, on demand (not part of `make test`): mutmut mutates consumer/offsets.py, fetch.py
+# and policy.py (setup.cfg [mutmut]) and runs the unit tests against each mutant; the list printed
+# at the end is every change to that code the unit tests do not notice. Results are cached in mutants/.
+mutate: $(EDITABLE)
+	$(VENV)/bin/mutmut run --max-children $(or $(MUTATE_JOBS),2)
+	$(VENV)/bin/mutmut results
+
 # Re-resolve the pins from requirements.in (needs network).
 lock:
 	rm -rf /tmp/imagegate-lock-venv && $(PYTHON) -m venv /tmp/imagegate-lock-venv
@@ -67,4 +74,4 @@ lock:
 
 clean:
 	-$(STACK) stop
-	rm -rf $(VENV) .stack
+	rm -rf $(VENV) .stack mutants
