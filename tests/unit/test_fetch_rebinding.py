@@ -79,9 +79,23 @@ def port_of(o: Origin) -> int:
     return o.server.server_address[1]
 
 
+def record_host_headers(monkeypatch, o: Origin) -> list[str]:
+    hosts: list[str] = []
+    handler = o.server.RequestHandlerClass
+    real = handler.do_GET
+
+    def do_get(self):
+        hosts.append(self.headers.get("Host"))
+        return real(self)
+
+    monkeypatch.setattr(handler, "do_GET", do_get)
+    return hosts
+
+
 def test_connects_to_the_checked_address_not_a_fresh_lookup(monkeypatch, two_origins):
     public, internal = two_origins
     net = RebindingNetwork(port_of(public)).install(monkeypatch)
+    hosts = record_host_headers(monkeypatch, public)
     fetcher = Fetcher(FetchLimits(retries=0, timeout_s=5))  # default limits: loopback is refused
 
     got = fetcher.fetch(f"http://{NAME}:{port_of(internal)}/img/a.jpg")
@@ -91,6 +105,8 @@ def test_connects_to_the_checked_address_not_a_fresh_lookup(monkeypatch, two_ori
     assert got.data == b"PUBLIC-IMAGE-BYTES"
     assert public.hits == {"/img/a.jpg": 1}
     assert net.connects == [(PUBLIC_IP, port_of(internal))]
+    # Pinned to the address, but still a request for the name (virtual hosts, CDNs route on it).
+    assert hosts == [f"{NAME}:{port_of(internal)}"]
 
 
 def test_the_fake_network_does_reach_the_internal_service_by_name(monkeypatch, two_origins):
