@@ -11,6 +11,25 @@ from .architecture import HEADS, QualityNet
 from .data import MEAN, STD
 from .checkpoint import FORMAT
 
+# Head-layer gain after calibration: logits then spread by about this many units across inputs.
+_GAIN = 2.0
+
+
+def _calibration_batch(input_size: int, g: torch.Generator, n: int = 48) -> torch.Tensor:
+    """Generated, already-normalised inputs that vary in what photos vary in: brightness, contrast,
+    colour, smooth structure and fine detail (noise / sharpness). Nothing is loaded from disk."""
+    s = input_size
+    lo = torch.rand(n, 3, 4, 4, generator=g)
+    smooth = torch.nn.functional.interpolate(lo, size=(s, s), mode="bilinear", align_corners=False)
+    fine = torch.rand(n, 1, s, s, generator=g) - 0.5
+    detail = torch.linspace(0.0, 0.6, n)[torch.randperm(n, generator=g)].view(n, 1, 1, 1)
+    contrast = 0.2 + 0.8 * torch.rand(n, 1, 1, 1, generator=g)
+    level = torch.rand(n, 1, 1, 1, generator=g)
+    x = (level + contrast * (smooth - 0.5) + detail * fine).clamp(0.0, 1.0)
+    mean = torch.tensor(MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(STD).view(1, 3, 1, 1)
+    return (x - mean) / std
+
 
 def write_random_model(path: str | os.PathLike, input_size: int = 64) -> Path:
     """Write a tiny randomly initialised model in the real file format; loadable by ``model.load()``.
@@ -18,16 +37,31 @@ def write_random_model(path: str | os.PathLike, input_size: int = 64) -> Path:
     Its outputs are MEANINGLESS (random weights, metadata name "random-plumbing-only"):
     use it only to test plumbing (batching, shapes, caching, events), never quality.
     Deterministic (fixed seed) and fast on CPU.
+
+    Why the calibration: with plain random weights every output sat within ~0.01 of a constant,
+    so a plumbing test could not tell one image's result from another's (a mixed-up batch, a
+    different decode, a wrong image all looked "equal"). The feature standardisation buffers are
+    therefore set from the trunk's own features on generated inputs (no labels, no training), so
+    the random heads swing widely with the input: quality over tens of points, each distortion
+    head over most of 0..1. Still random: which way a head moves means nothing.
     """
     g = torch.Generator().manual_seed(0)
     net = QualityNet("tiny-random", input_size, HEADS)
     with torch.no_grad():
         for p in net.parameters():
             p.copy_(torch.randn(p.shape, generator=g) * 0.1)
+        feats = net.features(_calibration_batch(input_size, g))
+        net.feat_mean.copy_(feats.mean(0))
+        net.feat_scale.copy_(feats.std(0) + 1e-6)
+        d = feats.shape[1]
+        net.linear.weight.copy_(torch.randn(net.linear.weight.shape, generator=g) * (_GAIN / d ** 0.5))
+        net.linear.bias.zero_()
+        net.linear.weight[0] *= 0.15 / _GAIN  # quality column: MOS 0..1, spread ~0.15 around 0.5
         net.linear.bias[0] = 0.5  # quality around 50 so plumbing sees mid-range scores
     meta = {"name": "random-plumbing-only", "version": "0.0.0-random", "arch": "tiny-random",
             "input_size": int(input_size), "mean": list(MEAN), "std": list(STD), "heads": list(HEADS),
-            "training": {"note": "random weights for plumbing tests only; outputs are meaningless"}}
+            "training": {"note": "random weights for plumbing tests only; outputs are meaningless "
+                                 "(feature standardisation calibrated on generated inputs so outputs vary)"}}
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     torch.save({"format": FORMAT, "metadata": meta, "state_dict": net.state_dict()}, out)

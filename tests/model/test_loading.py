@@ -74,6 +74,28 @@ def test_random_plumbing_model(tmp_path: Path) -> None:
         assert np.all((v >= 0) & (v <= (100 if h == "quality" else 1)))
 
 
+def test_random_plumbing_model_outputs_depend_strongly_on_the_input(tmp_path: Path) -> None:
+    """Plumbing tests compare results between paths (worker vs `imagegate score`, cache vs fresh):
+    that only proves something if different images give clearly different outputs. Which way a
+    head moves is random and means nothing; that it moves is what is checked."""
+    from PIL import Image, ImageFilter
+
+    from tests.images import photo
+
+    m = model.load(write_random_model(tmp_path / "random.pt", input_size=64), device="cpu")
+    p0 = photo(320, 240, seed=0)
+    imgs = [p0, p0.filter(ImageFilter.GaussianBlur(8)), photo(320, 240, seed=1), Image.eval(p0, lambda v: v // 8),
+            Image.fromarray(np.random.default_rng(0).integers(0, 256, (240, 320, 3), np.uint8)),
+            Image.new("RGB", (320, 240), (128, 128, 128))]
+    out = m.predict(torch.stack([m.preprocess(i) for i in imgs]))
+    spread = {h: float(v.max() - v.min()) for h, v in out.items()}
+    assert spread["quality"] > 20, spread
+    assert all(spread[h] > 0.3 for h in m.heads if h != "quality"), spread
+    # The same photo, sharp and blurred: told apart by the model, not only by the pixels.
+    assert abs(float(out["quality"][0] - out["quality"][1])) > 5
+    assert max(abs(float(out[h][0] - out[h][1])) for h in m.heads if h != "quality") > 0.1
+
+
 def _shipped_blob() -> dict:
     return torch.load(model.DEFAULT_WEIGHTS, map_location="cpu", weights_only=True)
 
