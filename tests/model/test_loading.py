@@ -87,7 +87,7 @@ def test_random_plumbing_model_outputs_depend_strongly_on_the_input(tmp_path: Pa
     imgs = [p0, p0.filter(ImageFilter.GaussianBlur(8)), photo(320, 240, seed=1), Image.eval(p0, lambda v: v // 8),
             Image.fromarray(np.random.default_rng(0).integers(0, 256, (240, 320, 3), np.uint8)),
             Image.new("RGB", (320, 240), (128, 128, 128))]
-    out = m.predict(torch.stack([m.preprocess(i) for i in imgs]))
+    out = m.predict(np.stack([m.preprocess(i) for i in imgs]))
     spread = {h: float(v.max() - v.min()) for h, v in out.items()}
     assert spread["quality"] > 20, spread
     assert all(spread[h] > 0.3 for h in m.heads if h != "quality"), spread

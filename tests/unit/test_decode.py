@@ -91,7 +91,9 @@ def bomb_png(w: int, h: int) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 100)) + chunk(b"IEND", b"")
 
 
-def test_decompression_bomb_refused_before_decoding_pixels():
+def test_a_bomb_over_pillows_own_guard_is_too_large_not_a_crash():
+    """Pillow's DecompressionBombError (3.6 G pixels here) becomes the seller's `too_large`.
+    The project's own, lower pixel limit is tested in test_decode_limits.py with images under Pillow's guard."""
     data = bomb_png(60_000, 60_000)
     assert len(data) < 1000
     with pytest.raises(DecodeError) as e:
