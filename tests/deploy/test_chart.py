@@ -142,7 +142,7 @@ def test_chart_refuses_more_workers_than_partitions():
 def test_gpu_profile_demands_a_measured_throughput():
     r = template("-f", str(CHART / "values-gpu.yaml"), check=False)
     assert r.returncode != 0 and "autoscaling.imagesPerSecondPerWorker is required" in r.stderr
-    assert "bench/pipeline_bench.py" in r.stderr
+    assert "make bench" in r.stderr
 
 
 def test_network_policy_refuses_an_allow_all_rule():

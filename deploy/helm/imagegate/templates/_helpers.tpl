@@ -65,7 +65,7 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- if .Values.autoscaling.lagThreshold }}
 {{- .Values.autoscaling.lagThreshold | int }}
 {{- else }}
-{{- $ips := required "autoscaling.imagesPerSecondPerWorker is required: measure it with bench/pipeline_bench.py on your hardware (docs/production.md, Sizing), or set autoscaling.lagThreshold" .Values.autoscaling.imagesPerSecondPerWorker }}
+{{- $ips := required "autoscaling.imagesPerSecondPerWorker is required: measure it with make bench (bench/run.py) on your hardware (docs/production.md, Sizing), or set autoscaling.lagThreshold" .Values.autoscaling.imagesPerSecondPerWorker }}
 {{- $t := required "autoscaling.targetDrainSeconds is required" .Values.autoscaling.targetDrainSeconds }}
 {{- $lag := mulf $ips $t | floor | int }}
 {{- if lt $lag 1 }}
