@@ -255,8 +255,6 @@ class Result:
 
 def run(cases: list[Case], predictor, policy, batch_size: int = 16) -> list[Result]:
     """Every case through the worker's decode -> model -> policy, judged under every profile (role main)."""
-    import torch
-
     from consumer.decode import DecodeError, DecodeLimits, decode
     from consumer.events import ReasonCode
     from consumer.work import merge_signals
@@ -267,7 +265,7 @@ def run(cases: list[Case], predictor, policy, batch_size: int = 16) -> list[Resu
     def flush() -> None:
         if not pending:
             return
-        outputs = predictor.predict(torch.stack([d.tensor for _, d in pending]))
+        outputs = predictor.predict(np.stack([d.tensor for _, d in pending]))
         for i, (case, d) in enumerate(pending):
             signals = merge_signals(d.signals, outputs, i)
             for p in PROFILES:
