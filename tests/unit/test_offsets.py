@@ -88,3 +88,39 @@ def test_redelivered_offsets_are_not_tracked_twice():
     t.complete("in", 0, 5, e[0])
     assert t.in_flight() == 0
     assert not t.start("in", 0, 5, e[0])  # already done: below the commit point
+
+
+def test_epoch_and_is_current_follow_assignments():
+    t, e = tracker(0)
+    assert t.epoch("in", 0) == e[0] and t.epoch("in", 1) is None
+    assert t.is_current("in", 0, e[0]) and not t.is_current("in", 0, e[0] + 1) and not t.is_current("in", 1, e[0])
+    t.forget("in", 0)
+    assert t.epoch("in", 0) is None and not t.is_current("in", 0, e[0])
+
+
+def test_in_flight_for_counts_only_the_named_partitions_and_parked_on_request():
+    t, e = tracker(0, 1)
+    for o in range(3):
+        t.start("in", 0, o, e[0])
+    t.start("in", 1, 0, e[1])
+    t.set_waiting("in", 0, 2, e[0], True)
+    assert t.in_flight_for([("in", 0)]) == 2  # parked event 2 excluded
+    assert t.in_flight_for([("in", 0)], include_waiting=True) == 3
+    assert t.in_flight_for([("in", 1), ("in", 9)]) == 1
+    assert t.in_flight({"in"}) == 3 and t.in_flight({"other"}) == 0
+    t.complete("in", 1, 0, e[1])
+    assert t.to_store([("in", 0)]) == []  # partition 1 advanced, but only partition 0 was asked for
+    assert t.to_store([("in", 1)]) == [("in", 1, 1)]
+
+
+def test_oldest_age_counts_the_oldest_unfinished_unparked_event():
+    import time
+
+    t, e = tracker(0)
+    t.start("in", 0, 0, e[0])
+    time.sleep(0.3)
+    t.start("in", 0, 1, e[0])
+    with_0 = t.oldest_age_s()
+    assert with_0 >= 0.3  # offset 0, started 0.3 s before offset 1
+    t.complete("in", 0, 0, e[0])
+    assert t.oldest_age_s() < with_0  # now offset 1 is the oldest
