@@ -70,6 +70,8 @@ class ResultCache:
         self.model_version = model_version
         self.policy_version = policy_version
         self._client = redis.Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s, health_check_interval=0)
+        # EVALSHA in the pipeline (redis-py loads the script once per pipeline if Redis lost it), not the text per record
+        self._set_if_not_older = self._client.register_script(_SET_IF_NOT_OLDER)
         self._down_until = 0.0
         self._lock = threading.Lock()
         self._was_up = True
@@ -129,8 +131,9 @@ class ResultCache:
                 record = {**scored.model_dump(mode="json"), "source_url": ev.url if ev else None,
                           "source_topic": src.topic, "source_partition": src.partition, "source_offset": src.offset,
                           "source_occurred_at_ms": int(occurred.timestamp() * 1000) if occurred else None}
-                pipe.eval(_SET_IF_NOT_OLDER, 1, image_key(scored.image_id), json.dumps(record), self.ttl_s, src.topic,
-                          src.partition, src.offset, record["source_occurred_at_ms"] if occurred else "")
+                self._set_if_not_older(keys=[image_key(scored.image_id)], client=pipe,
+                                       args=[json.dumps(record), self.ttl_s, src.topic, src.partition, src.offset,
+                                             record["source_occurred_at_ms"] if occurred else ""])
             pipe.execute()
         except redis.RedisError as e:
             self._failed("put", e)

@@ -95,7 +95,6 @@ class WorkItem:
     verified: bool = True  # sha256 is the hash of bytes we fetched (not a claimed hint)
     pixels: Any = None  # model input from the predictor's preprocess, dropped after inference
     measured: dict[str, float] | None = None
-    decode_bytes: int = 0  # decode-budget reservation held while `pixels` waits for the model
     content: ContentResult | None = None
     rejection: Rejection | None = None  # fetch-time seller problem (no content to cache)
     cached: bool = False
@@ -115,7 +114,6 @@ class WorkItem:
     def reset_for_retry(self) -> None:
         self.data = self.pixels = self.measured = self.content = self.rejection = self.verdict = None
         self.sha256, self.verified, self.cached, self.leader, self.store_content = None, True, False, False, False
-        self.decode_bytes = 0
 
     def log_ids(self) -> dict[str, Any]:
         ev = self.event
