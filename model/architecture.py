@@ -20,6 +20,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from .views import GLOBAL, check_views
+
 HEADS: tuple[str, ...] = ("quality", "blur", "noise", "compression", "underexposure", "overexposure", "overlay")
 
 # EfficientNet-Lite0 block output widths (16 MBConv blocks) plus the 1x1 head conv.
@@ -125,15 +127,18 @@ class QualityNet(nn.Module):
     is MOS on a 0..1 scale, the other columns are logits.
     """
 
-    def __init__(self, arch: str, input_size: int, heads: Sequence[str] = HEADS, quality_hidden: int = 0) -> None:
+    def __init__(self, arch: str, input_size: int, heads: Sequence[str] = HEADS, quality_hidden: int = 0,
+                 views: Sequence[str] = (GLOBAL,)) -> None:
         super().__init__()
         if arch not in TRUNKS:
             raise ValueError(f"unknown architecture {arch!r}; known: {sorted(TRUNKS)}")
         self.arch = arch
         self.input_size = int(input_size)  # side of the square input the trunk was built for
         self.heads = tuple(heads)
+        # Views are stacked on the channel axis ([N, 3 V, S, S]); one trunk sees each in turn.
+        self.views = check_views(tuple(views))
         self.trunk = TRUNKS[arch](input_size)
-        d = self.trunk.out_dim
+        d = self.trunk.out_dim * len(self.views)
         self.register_buffer("feat_mean", torch.zeros(d))
         self.register_buffer("feat_scale", torch.ones(d))
         self.linear = nn.Linear(d, len(self.heads))
@@ -146,8 +151,13 @@ class QualityNet(nn.Module):
         )
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        """Pooled multi-level features [N, D] (what the training cache stores)."""
-        return self.trunk(x)
+        """Pooled multi-level features [N, V * D]: each view's trunk features, side by side."""
+        v = len(self.views)
+        if v == 1:
+            return self.trunk(x)
+        n, _, h, w = x.shape
+        f = self.trunk(x.reshape(n * v, 3, h, w))
+        return f.reshape(n, -1)
 
     def heads_from_features(self, f: torch.Tensor) -> torch.Tensor:
         f = (f.float() - self.feat_mean) / self.feat_scale

@@ -67,12 +67,14 @@ def read(path: str | os.PathLike | None = None) -> tuple[Any, dict[str, Any]]:
     meta = blob.get("metadata") or {}
     try:
         net = QualityNet(str(meta["arch"]), int(meta["input_size"]), tuple(meta["heads"]),
-                         int(meta.get("quality_hidden", 0)))
+                         int(meta.get("quality_hidden", 0)), tuple(meta.get("views", ("global",))))
         state = {k: v.float() for k, v in blob["state_dict"].items()}
         trunk = meta.get("trunk")
-        if trunk is not None and not any(k.startswith("trunk.") for k in state):
+        if trunk is not None:
+            # The file stores only the trunk tensors training changed (none, or the fine-tuned last
+            # blocks); the rest is the pinned ImageNet wheel, checked by digest before the overlay.
             _load_referenced_trunk(net, trunk)
-            state.update({f"trunk.{k}": v for k, v in net.trunk.state_dict().items()})
+            state = {**{f"trunk.{k}": v for k, v in net.trunk.state_dict().items()}, **state}
         net.load_state_dict(state, strict=True)
     except (KeyError, ValueError, RuntimeError, TypeError) as e:
         raise ModelLoadError(f"{p}: weights do not match their metadata: {e}") from e
