@@ -30,7 +30,7 @@ DETAIL = "detail"
 KNOWN_VIEWS: tuple[str, ...] = (GLOBAL, DETAIL)
 DETAIL_GRID = 2  # 2 x 2 crops of S/2 px each form the detail mosaic
 _CELLS = 16  # reduced-map pixels per crop side for the structure measure
-_STRIDE_PER_CROP = 4  # candidate windows every crop/4 px
+_STRIDE_PER_CROP = 4  # candidate windows every crop/4 px (and flush with the far edges)
 
 
 def check_views(views: tuple[str, ...] | list[str]) -> tuple[str, ...]:
@@ -71,35 +71,39 @@ def detail_boxes(img: Image.Image, crop: int, count: int = DETAIL_GRID * DETAIL_
     """
     w, h = img.size
     grad, factor = _structure_map(img, crop)
-    cell = max(1, int(round(crop / factor)))
-    stride = max(1, cell // _STRIDE_PER_CROP)
     gh, gw = grad.shape
-    # Integral image: the mean gradient of every cell x cell window in O(1).
+    # Integral image: the mean gradient of any window in O(1).
     ii = np.zeros((gh + 1, gw + 1), np.float64)
     ii[1:, 1:] = grad.cumsum(0).cumsum(1)
-    cands: list[tuple[float, int, int]] = []
-    for top in range(0, max(1, gh - cell + 1), stride):
-        for left in range(0, max(1, gw - cell + 1), stride):
-            b, r = min(gh, top + cell), min(gw, left + cell)
-            s = ii[b, r] - ii[top, r] - ii[b, left] + ii[top, left]
-            cands.append((-float(s), top, left))
-    cands.sort()  # most structure first; ties by position, so the choice is deterministic
+    stride = max(1, crop // _STRIDE_PER_CROP)
 
-    def to_box(top: int, left: int) -> tuple[int, int, int, int]:
-        x = min(max(0, int(round(left * factor))), w - crop)
-        y = min(max(0, int(round(top * factor))), h - crop)
-        return (x, y, x + crop, y + crop)
+    def positions(extent: int) -> list[int]:
+        return sorted(set(range(0, extent - crop + 1, stride)) | {extent - crop})
+
+    cands: list[tuple[float, int, int]] = []
+    for y in positions(h):
+        for x in positions(w):
+            t, lf = int(y / factor), int(x / factor)
+            b, r = min(gh, max(t + 1, int(round((y + crop) / factor)))), min(gw, max(lf + 1, int(round((x + crop) / factor))))
+            total = ii[b, r] - ii[t, r] - ii[b, lf] + ii[t, lf]
+            cands.append((-float(total) / ((b - t) * (r - lf)), y, x))
+    cands.sort()  # most structure first; ties by position, so the choice is deterministic
+    ranked = [(x, y, x + crop, y + crop) for _, y, x in cands]
+
+    def overlap(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> int:
+        return max(0, min(a[2], b[2]) - max(a[0], b[0])) * max(0, min(a[3], b[3]) - max(a[1], b[1]))
 
     chosen: list[tuple[int, int, int, int]] = []
-    for _, top, left in cands:
-        box = to_box(top, left)
-        if all(box[2] <= c[0] or c[2] <= box[0] or box[3] <= c[1] or c[3] <= box[1] for c in chosen):
-            chosen.append(box)
+    # Disjoint windows first; a photo too small for that many accepts half-overlapping ones,
+    # then the best windows again in order, so small photos still give a full mosaic.
+    for allowed in (0, crop * crop // 2):
+        for box in ranked:
             if len(chosen) == count:
                 return chosen
-    ranked = [to_box(t, lf) for _, t, lf in cands]
+            if box not in chosen and all(overlap(box, c) <= allowed for c in chosen):
+                chosen.append(box)
     i = 0
-    while len(chosen) < count:  # too small for disjoint windows: reuse the best ones in order
+    while len(chosen) < count:
         chosen.append(ranked[i % len(ranked)])
         i += 1
     return chosen
