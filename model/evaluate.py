@@ -31,7 +31,7 @@ from . import data, synthetic
 from .distortions import DISTORTION_HEADS
 from .predictor import DEFAULT_WEIGHTS, load
 from .runtimes import cpu_threads
-from .train import biq_features, synthetic_features, trunk_tag
+from .train_v1 import biq_features, synthetic_features, trunk_tag
 
 BRISQUE_MODEL = "/usr/share/opencv4/quality/brisque_model_live.yml"
 BRISQUE_RANGE = "/usr/share/opencv4/quality/brisque_range_live.yml"

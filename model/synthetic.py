@@ -19,9 +19,14 @@ from functools import lru_cache
 import numpy as np
 from PIL import Image
 
-from .distortions import DISTORTIONS, LEVELS, apply, head_labels
+from . import acquisition
+from .distortions import DISTORTION_HEADS, DISTORTIONS, HEAD_OF, LEVELS
 
 CROP = 512
+HIRES_MIN_PIXELS = 2_000_000  # a "high-resolution" photo for the native-resolution evaluation
+# Every damage either registry knows, and the detector head each one turns on.
+ALL_DAMAGES = {**DISTORTIONS, **acquisition.ACQUISITION}
+ALL_HEAD_OF = {**HEAD_OF, **acquisition.HEAD_OF}
 ZOOM_MAX_SHORT = 768  # largest short side (px) an extra training view is resized to
 MIXES = (("noise", "jpeg"), ("gaussian_blur", "noise"), ("underexposure", "noise"), ("downscale", "jpeg"),
          ("overlay", "jpeg"), ("overexposure", "low_contrast"), ("motion_blur", "noise"), ("overlay", "gaussian_blur"))
@@ -51,6 +56,27 @@ class Source:
     split: str = field(default="train")
 
 
+def source_root() -> str:
+    """Prefix under which the packaged files are read (``IMAGEGATE_SOURCES_ROOT``; default: /).
+
+    Why: a training machine without the Debian packages (a lent GPU host) reads a copy of the
+    same files; the logical path, which keys every item and its seed, stays the same.
+    """
+    return os.environ.get("IMAGEGATE_SOURCES_ROOT", "").rstrip("/")
+
+
+def _exists(path: str) -> bool:
+    return os.path.exists(source_root() + path)
+
+
+def _pixels(path: str) -> int:
+    try:
+        with Image.open(source_root() + path) as im:
+            return im.size[0] * im.size[1]
+    except OSError:
+        return 0
+
+
 def _deb_version(pkg: str) -> str:
     try:
         return subprocess.run(["dpkg-query", "-W", "-f=${Version}", pkg], capture_output=True, text=True,
@@ -77,11 +103,12 @@ def _lomiri_licences() -> dict[str, str]:
 def _pick_plasma() -> list[str]:
     """Per wallpaper, the smallest variant whose short side is >= 1000 px (fast to decode)."""
     files = []
-    for d in sorted(glob.glob("/usr/share/wallpapers/*/contents/images")):
+    root = source_root()
+    for d in sorted(x[len(root):] for x in glob.glob(root + "/usr/share/wallpapers/*/contents/images")):
         if d.split("/")[4] not in _PLASMA_PHOTOS:
             continue
         best = None
-        for f in sorted(glob.glob(f"{d}/*")):
+        for f in sorted(x[len(root):] for x in glob.glob(f"{root}{d}/*")):
             try:
                 w, h = (int(v) for v in os.path.splitext(os.path.basename(f))[0].split("x"))
             except ValueError:
@@ -101,7 +128,8 @@ def sources() -> tuple[Source, ...]:
     out += [Source("plasma-workspace-wallpapers", v, f, "GPL-2+") for f in _pick_plasma()]
     v = _deb_version("mate-backgrounds")
     seen = set()
-    for f in sorted(glob.glob("/usr/share/backgrounds/mate/*/*")):
+    root = source_root()
+    for f in sorted(x[len(root):] for x in glob.glob(root + "/usr/share/backgrounds/mate/*/*")):
         if f.split("/")[-2] not in _MATE_PHOTO_DIRS:
             continue
         stem = os.path.basename(f).split("_")[0].split(".")[0]
@@ -110,7 +138,7 @@ def sources() -> tuple[Source, ...]:
         seen.add(stem)
         out.append(Source("mate-backgrounds", v, f, "GPL-2+"))
     lic = _lomiri_licences()
-    for f in sorted(glob.glob("/usr/share/backgrounds/*.jpg")):
+    for f in sorted(x[len(root):] for x in glob.glob(root + "/usr/share/backgrounds/*.jpg")):
         if os.path.basename(f) in _LOMIRI_NOT_PHOTOS:
             continue
         pkg = "lomiri-wallpapers"
@@ -123,14 +151,17 @@ def sources() -> tuple[Source, ...]:
     v = _deb_version("opencv-doc")
     for n in _OPENCV_PHOTOS:
         f = f"/usr/share/doc/opencv-doc/examples/data/{n}"
-        if os.path.exists(f):
+        if _exists(f):
             out.append(Source("opencv-doc", v, f, "Apache-2.0 AND BSD-3-Clause (package copyright)"))
 
-    def test_by_hash(s: Source) -> Source:
+    def split_by_hash(s: Source) -> Source:
+        # test: ~20 % of all photos (since v1). hires (since v2): another ~40 % of the photos of
+        # at least 2 MP, held out of all training for the native-resolution evaluation.
         h = int(hashlib.sha1(os.path.basename(s.file).encode()).hexdigest(), 16)
-        return Source(s.package, s.version, s.file, s.licence, "test" if h % 5 == 0 else "train")
+        split = "test" if h % 5 == 0 else "hires" if h % 5 in (1, 2) and _pixels(s.file) >= HIRES_MIN_PIXELS else "train"
+        return Source(s.package, s.version, s.file, s.licence, split)
 
-    out = [test_by_hash(s) for s in out if os.path.exists(s.file)]
+    out = [split_by_hash(s) for s in out if _exists(s.file)]
     import skimage
     import sklearn
 
@@ -140,7 +171,8 @@ def sources() -> tuple[Source, ...]:
     return tuple(out)
 
 
-def load_source(s: Source) -> Image.Image:
+def load_source(s: Source, full: bool = False) -> Image.Image:
+    """The clean source photo; ``full``: at its native resolution (no DCT-scaled JPEG decode)."""
     if s.package == "scikit-image":
         import skimage.data
 
@@ -149,8 +181,9 @@ def load_source(s: Source) -> Image.Image:
         from sklearn.datasets import load_sample_image
 
         return Image.fromarray(load_sample_image(s.file.split("'")[1])).convert("RGB")
-    img = Image.open(s.file)
-    img.draft("RGB", (CROP * 2, CROP * 2))  # fast JPEG decode at reduced scale where possible
+    img = Image.open(source_root() + s.file)
+    if not full:
+        img.draft("RGB", (CROP * 2, CROP * 2))  # fast JPEG decode at reduced scale where possible
     return img.convert("RGB")
 
 
@@ -185,6 +218,7 @@ class Item:
     seed: int
     path: str = ""
     view: int = 0  # which crop of a package photo (0 = the original one; see ``build_items``)
+    native: bool = False  # damage applied to the whole photo at its native resolution (v2)
 
     @property
     def level(self) -> int:
@@ -195,7 +229,8 @@ class Item:
     def key(self) -> str:
         if self.path:
             return f"biq:{os.path.basename(self.path)}:{self.steps}:{self.seed}"
-        return f"{self.source}:{self.steps}:{self.seed}" + (f":v{self.view}" if self.view else "")
+        return (f"{self.source}:{self.steps}:{self.seed}" + (f":v{self.view}" if self.view else "")
+                + (":native" if self.native else ""))
 
 
 def build_items(split: str, seed: int = 0, view: int = 0) -> list[Item]:
@@ -266,12 +301,85 @@ def build_biq_items(paths: list, mos: np.ndarray, train_idx: np.ndarray, seed: i
     return items
 
 
+ACQ_MIXES = (("sensor_noise", "jpeg"), ("camera_shake", "sensor_noise"), ("defocus", "sensor_noise"),
+             ("dim_light", "camera_shake"), ("defocus", "jpeg"))
+
+
+def build_acq_items(split: str, seed: int = 0) -> list[Item]:
+    """Camera-made damage (``model.acquisition``) on whole package photos at native resolution.
+
+    train: per training photo the clean photo, every acquisition damage at 2 random levels and
+    one mixture. Evaluation splits ("test", "hires"): the clean photo and every damage at every
+    level; "hires" keeps only photos of at least HIRES_MIN_PIXELS (the high-resolution table).
+    Why native: the grade is what a shopper sees at 100 % zoom, and a 12 MP photo shrunk to
+    512 px hides most of it; only the full-resolution view can see it.
+    """
+    items: list[Item] = []
+    names = list(acquisition.ACQUISITION)
+    for i, s in enumerate(sources()):
+        if s.split != split and not (split == "hires" and s.split == "test"):
+            continue
+        if split == "hires" and (s.package in ("scikit-image", "scikit-learn") or _pixels(s.file) < HIRES_MIN_PIXELS):
+            continue
+        rng = np.random.default_rng([seed, 14, zlib.crc32(s.file.encode()), 0 if split == "train" else 1])
+        items.append(Item(i, [], int(rng.integers(2**31)), native=True))
+        for name in names:
+            levels = sorted(rng.choice(LEVELS, 2, replace=False).tolist()) if split == "train" else LEVELS
+            for lv in levels:
+                items.append(Item(i, [(name, int(lv))], int(rng.integers(2**31)), native=True))
+        if split == "train":
+            a, b = ACQ_MIXES[int(rng.integers(len(ACQ_MIXES)))]
+            items.append(Item(i, [(a, int(rng.integers(1, 5))), (b, int(rng.integers(1, 5)))],
+                              int(rng.integers(2**31)), native=True))
+    return items
+
+
+def build_biq_acq_items(paths: list, mos: np.ndarray, train_idx: np.ndarray, seed: int = 0, rnd: int = 0
+                        ) -> list[Item]:
+    """One camera-made damage per BIQ2021 training photo per round (same photos as ``build_biq_items``).
+
+    Why: thousands of scenes teach what sensor noise and shake look like apart from content; the
+    photos are 512 px, so here the global and the detail view both see native pixels.
+    """
+    rng = np.random.default_rng([seed, 14, 2021, rnd])
+    idx = np.asarray(sorted(int(i) for i in train_idx))
+    med = float(np.median(mos[idx]))
+    names = list(acquisition.ACQUISITION)
+    items: list[Item] = []
+    for i in idx:
+        if mos[i] < med:
+            continue
+        with Image.open(paths[i]) as im:
+            if im.size != (CROP, CROP):
+                continue
+        items.append(Item(BIQ_SOURCE_BASE + int(i), [(names[int(rng.integers(len(names)))], int(rng.integers(1, 5)))],
+                          int(rng.integers(2**31)), str(paths[i])))
+    return items
+
+
+def apply_steps(img: Image.Image, steps: list[tuple[str, int]], seed: int) -> Image.Image:
+    """Apply ``[(damage, level), ...]`` in order with one seeded generator; damages from either
+    registry (``distortions`` for the classic ones, ``acquisition`` for the camera-made ones)."""
+    rng = np.random.default_rng(seed)
+    out = img.convert("RGB")
+    for name, level in steps:
+        out = ALL_DAMAGES[name](out, level, rng)
+    return out
+
+
+def head_labels(steps: list[tuple[str, int]]) -> dict[str, int]:
+    """0/1 label per distortion head for a list of applied steps (either registry)."""
+    on = {ALL_HEAD_OF[name] for name, _ in steps}
+    return {h: int(h in on) for h in DISTORTION_HEADS}
+
+
 class CropBank:
     """Clean 512x512 crops, decoded once per source (wallpapers are large)."""
 
     def __init__(self, seed: int = 0) -> None:
         self.seed = seed
         self._crops: dict[tuple[int, int], Image.Image] = {}
+        self._full: tuple[int, Image.Image] | None = None
 
     def crop(self, idx: int, view: int = 0) -> Image.Image:
         if (idx, view) not in self._crops:
@@ -280,11 +388,20 @@ class CropBank:
             self._crops[(idx, view)] = clean_crop(load_source(s), rng, jitter=s.split == "train", zoom=view > 0)
         return self._crops[(idx, view)]
 
+    def full(self, idx: int) -> Image.Image:
+        """The whole source photo at native resolution; only the last one is kept (they are large
+        and items of one photo come together)."""
+        if self._full is None or self._full[0] != idx:
+            self._full = (idx, load_source(sources()[idx], full=True))
+        return self._full[1]
+
     def render(self, item: Item) -> Image.Image:
         if item.path:  # BIQ photo: distorted as published (512 x 512), not cached (used once)
             with Image.open(item.path) as im:
-                return apply(im.convert("RGB"), item.steps, item.seed)
-        return apply(self.crop(item.source, item.view), item.steps, item.seed)
+                return apply_steps(im.convert("RGB"), item.steps, item.seed)
+        if item.native:
+            return apply_steps(self.full(item.source), item.steps, item.seed)
+        return apply_steps(self.crop(item.source, item.view), item.steps, item.seed)
 
 
 def labels(items: list[Item]) -> dict[str, np.ndarray]:

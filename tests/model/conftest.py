@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 import model
-from model.train import variant
+from model.train_v1 import variant
 
 
 @pytest.fixture(scope="session", params=[model.DEFAULT_WEIGHTS, variant(384)[2]], ids=["512px", "384px"])

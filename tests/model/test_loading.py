@@ -8,7 +8,7 @@ import torch
 
 import model
 from model.testing import write_random_model
-from model.train import variant
+from model.train_v1 import variant
 
 VARIANT_384 = variant(384)[2]
 

@@ -17,7 +17,7 @@ import pytest
 from PIL import Image
 
 from model import data, features, synthetic
-from model import train as train_mod
+from model import train_v1 as train_mod
 from model.architecture import QualityNet
 
 N_BIQ = 40

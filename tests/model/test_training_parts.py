@@ -11,8 +11,8 @@ from PIL import Image
 
 from model import synthetic
 from model.evaluate import _per_series_srocc
-from model.train import DEFAULT_OUT, NAME, VERSION, _rank_loss, variant
-from model.train import main as train_main
+from model.train_v1 import DEFAULT_OUT, NAME, VERSION, _rank_loss, variant
+from model.train_v1 import main as train_main
 
 
 def _fake_biq(tmp_path: Path) -> tuple[list[Path], np.ndarray]:
