@@ -9,6 +9,7 @@ compression distortion itself.
 from __future__ import annotations
 
 import io
+import os
 from collections.abc import Callable
 
 import numpy as np
@@ -109,7 +110,8 @@ def low_contrast(img: Image.Image, level: int, rng: np.random.Generator) -> Imag
 def _font(size: int, rng: np.random.Generator) -> ImageFont.ImageFont:
     names = ("DejaVuSans-Bold.ttf", "DejaVuSans.ttf", "DejaVuSerif-Bold.ttf", "DejaVuSansMono.ttf")
     try:
-        return ImageFont.truetype(f"{_FONT_DIR}/{names[int(rng.integers(len(names)))]}", size)
+        root = os.environ.get("IMAGEGATE_SOURCES_ROOT", "").rstrip("/")  # see synthetic.source_root
+        return ImageFont.truetype(f"{root}{_FONT_DIR}/{names[int(rng.integers(len(names)))]}", size)
     except OSError:
         return ImageFont.load_default(size)
 

@@ -63,8 +63,17 @@ class Cache:
         return Cache(self.taps[idx], self.acts[idx])
 
 
+def _one_thread(_: int) -> None:
+    """Render workers are many single-threaded processes: no nested thread pools fighting for cores."""
+    import cv2
+
+    cv2.setNumThreads(1)
+    torch.set_num_threads(1)
+
+
 def _loader(ds: torch.utils.data.Dataset, workers: int, batch: int) -> torch.utils.data.DataLoader:
     return torch.utils.data.DataLoader(ds, batch_size=batch, num_workers=workers, shuffle=False,
+                                       worker_init_fn=_one_thread if workers else None,
                                        persistent_workers=False, prefetch_factor=4 if workers else None)
 
 
@@ -155,12 +164,15 @@ def _heads(net: QualityNet, f: torch.Tensor, drop: float) -> torch.Tensor:
 
 
 def fit(net: QualityNet, k: int, train: Data, hold: Data, *, tune_trunk: bool, epochs: int, seed: int,
-        log: dict, lr_trunk: float = 1e-4, lr_heads: float = 1e-3, batch: int = 64) -> QualityNet:
+        log: dict, lr_trunk: float = 1e-4, lr_heads: float = 1e-3, batch: int = 64,
+        deadline: float | None = None) -> QualityNet:
     """Train heads (and blocks[k:] when ``tune_trunk``) on MSE to MOS + grade ranking + detector BCE.
 
     The quality column learns standardised MOS; the scale is folded back into the last layers at
     the end so the file predicts MOS on 0..1 as before. The epoch kept is the one with the best
     hold-out score (BIQ SROCC + synthetic grade SROCC), and every epoch's figures are logged.
+    ``deadline`` (a ``time.time()`` value): no epoch starts that would likely end after it (a lent
+    GPU host runs a command for a bounded time); the log says when that cut the schedule short.
     """
     dev = train.mos.device
     torch.manual_seed(seed)
@@ -194,6 +206,10 @@ def fit(net: QualityNet, k: int, train: Data, hold: Data, *, tune_trunk: bool, e
     best, best_state, history = -1e9, None, []
     for ep in range(epochs):
         t0 = time.time()
+        if deadline is not None and history and t0 + history[-1]["seconds"] * 1.2 > deadline:
+            log["stopped_at_deadline_after_epoch"] = ep
+            print(f"  stopping after epoch {ep}: the next would pass the deadline", flush=True)
+            break
         perm = torch.randperm(nb, device=dev)
         total = 0.0
         for j in range(steps):
@@ -212,7 +228,7 @@ def fit(net: QualityNet, k: int, train: Data, hold: Data, *, tune_trunk: bool, e
             loss.backward()
             opt.step()
             sched.step()
-            total += float(loss)
+            total += float(loss.detach())
         score = evaluate_hold(net, k, hold)
         score["loss"] = total / steps
         score["seconds"] = round(time.time() - t0, 1)

@@ -132,6 +132,8 @@ def main(argv: list[str] | None = None) -> dict:
                     help="first trunk block that trains (default: 14 on CPU, 5 on CUDA)")
     ap.add_argument("--epochs", type=int, default=None, help="default: 12 on CUDA, 6 on CPU")
     ap.add_argument("--workers", type=int, default=None, help="image-rendering processes (default: cores - 1)")
+    ap.add_argument("--max-minutes", type=float, default=None,
+                    help="stop starting epochs that would end later than this many minutes after the start")
     ap.add_argument("--limit", type=int, default=None,
                     help="smoke runs only: at most N BIQ photos and N synthetic images (the result is not a model)")
     args = ap.parse_args(argv)
@@ -145,6 +147,7 @@ def main(argv: list[str] | None = None) -> dict:
     epochs = args.epochs or (12 if dev.type == "cuda" else 6)
     workers = args.workers if args.workers is not None else max(0, (os.cpu_count() or 1) - 1)
     t0 = time.time()
+    deadline = t0 + 60 * args.max_minutes if args.max_minutes else None
     views = (GLOBAL, DETAIL)
     net = QualityNet(ARCH, INPUT_SIZE, HEADS, QUALITY_HIDDEN, views)
     load_imagenet_lite0(net.trunk)
@@ -170,7 +173,8 @@ def main(argv: list[str] | None = None) -> dict:
 
     fits: dict = {}
     print("two views, trunk from block %d + heads:" % k, flush=True)
-    net = finetune.fit(net, k, train, hold, tune_trunk=True, epochs=epochs, seed=args.seed, log=fits.setdefault("two_view", {}))
+    net = finetune.fit(net, k, train, hold, tune_trunk=True, epochs=epochs, seed=args.seed,
+                       log=fits.setdefault("two_view", {}), deadline=deadline - 30 if deadline else None)
 
     # Global-only heads on the same tuned trunk: the fast single-view mode.
     net1 = QualityNet(ARCH, INPUT_SIZE, HEADS, QUALITY_HIDDEN, (GLOBAL,)).to(dev, memory_format=torch.channels_last)
@@ -181,7 +185,8 @@ def main(argv: list[str] | None = None) -> dict:
 
     g = [finetune.Data(first_view(d.biq), d.mos, first_view(d.syn), d.level, d.heads) for d in (train, hold)]
     print("global view only, heads on the tuned trunk:", flush=True)
-    net1 = finetune.fit(net1, k, g[0], g[1], tune_trunk=False, epochs=epochs, seed=args.seed, log=fits.setdefault("global_view", {}))
+    net1 = finetune.fit(net1, k, g[0], g[1], tune_trunk=False, epochs=epochs, seed=args.seed,
+                        log=fits.setdefault("global_view", {}), deadline=deadline)
 
     srcs = synthetic.sources()
     base = {
