@@ -5,16 +5,17 @@ checked against an allow-list and the header's dimensions against a pixel budget
 *before* any pixel is decoded (decompression bombs). JPEGs are decoded at reduced
 scale with libjpeg's DCT scaling (`draft`) when the model needs fewer pixels — several
 times faster than decoding full size and resizing — unless the model reads native pixels
-(a detail view, `Predictor.needs_full_resolution`): then every image is decoded full size. EXIF orientation is applied, any
-mode becomes RGB, and transparency is composited on white (how marketplaces show it).
+(a detail view, `Predictor.needs_full_resolution`): then every image is decoded full size.
+EXIF orientation is applied, any mode becomes RGB, and transparency is composited on white
+(how marketplaces show it).
 
 Memory is budgeted in bytes, not pixels: before pixels are decoded, the bytes the decode
 needs (by mode and size, after DCT scaling, so a full-resolution decode reserves the full-size
 raster) are reserved from one `DecodeBudget` shared by all fetch threads
 (`IMAGEGATE_DECODE_MEMORY_MB`); `decode` keeps the reservation while the model input and the
-signals are computed from that raster. 16-bit and float images are scaled in
-place without float64 copies, and transparent images are reduced before compositing, so no
-path needs more than a few bytes per pixel.
+signals are computed from that raster. 16-bit and float images are scaled in place without
+float64 copies, and transparent images are reduced before compositing (unless full resolution
+is needed), so no path needs more than a few bytes per pixel.
 """
 
 from __future__ import annotations

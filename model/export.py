@@ -72,8 +72,9 @@ def export_onnx(weights: Path, out: Path) -> dict[str, Any]:
 
 def _public_meta(meta: dict[str, Any], weights: Path, precision: str) -> dict[str, Any]:
     keep = ("name", "version", "input_size", "heads", "mean", "std")
-    return {**{k: meta[k] for k in keep}, "views": list(meta.get("views", ["global"])), "precision": precision, "weights_sha256": checkpoint.file_digest(weights),
-            "export_format": EXPORT_FORMAT}
+    # "views": the input is [N, 3 * len(views), S, S]; files from before views were single-view.
+    return {**{k: meta[k] for k in keep}, "views": list(meta.get("views", ["global"])), "precision": precision,
+            "weights_sha256": checkpoint.file_digest(weights), "export_format": EXPORT_FORMAT}
 
 
 def ensure(weights: str | os.PathLike | None = None, precision: str = "fp32") -> tuple[Path, dict[str, Any]]:
