@@ -128,3 +128,21 @@ def test_decode_hands_a_two_view_model_the_full_resolution_jpeg(files: dict[int,
         assert seen[0][0] < 2400 and min(seen[0]) >= S  # DCT-downscaled as before (1/8 scale here)
         assert reserved == [dec.decode_cost("RGB", *seen[0])]
     assert budget.used == 0
+
+
+def test_int8_calibration_feeds_the_models_views(files: dict[int, Path], tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """The experimental int8 export calibrates on [N, 6, S, S] for a 2-view model (generated images
+    stand in for the BIQ2021 calibration sample)."""
+    from model import export, quantize
+
+    paths = []
+    for i in range(3):
+        paths.append(tmp_path / f"cal{i}.jpg")
+        photo(300, 200, seed=20 + i).save(paths[-1], quality=90)
+    monkeypatch.setattr(quantize, "calibration_paths", lambda n=0, root=None: paths)
+    path, meta = export.ensure(files[2], "int8")
+    assert path.is_file() and meta["views"] == list(TWO) and meta["precision"] == "int8"
+    p = model.load(files[2], device="cpu", runtime="onnxruntime-int8")
+    out = p.predict(np.stack([p.preprocess(photo(400, 300, seed=i)) for i in range(2)]))
+    assert all(np.isfinite(v).all() for v in out.values())
