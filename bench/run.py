@@ -121,7 +121,8 @@ def naive_loop(settings, topic: str, n: int, predictor) -> float:
         t0 = t0 or time.monotonic()
         ev = parse_uploaded(msg.value())
         data = urllib.request.urlopen(ev.url, timeout=10).read()
-        d = decode(data, predictor.preprocess, predictor.input_size, limits)
+        d = decode(data, predictor.preprocess, predictor.input_size, limits,
+                   full_resolution=predictor.needs_full_resolution)
         out = predictor.predict(d.tensor[None])
         p.produce(f"{topic}-out", json.dumps({"image_id": ev.image_id, "quality": float(out["quality"][0])}))
         p.flush(10)
@@ -283,7 +284,8 @@ def main() -> int:
 
         datas = [p.read_bytes() for p in distinct_jpegs(Path(tmp), 24, size, prefix="d")]
         t0 = time.perf_counter()
-        arrs = [decode(d, predictor.preprocess, predictor.input_size, DecodeLimits()).tensor for d in datas]
+        arrs = [decode(d, predictor.preprocess, predictor.input_size, DecodeLimits(),
+                       full_resolution=predictor.needs_full_resolution).tensor for d in datas]
         out["decode_images_per_s"] = round(len(arrs) / (time.perf_counter() - t0), 1)
     if not args.no_stack:
         print("[3/3] pipeline against the local stack", flush=True)

@@ -4,14 +4,18 @@ Decoding is where hostile files bite, so limits come before pixels: the format i
 checked against an allow-list and the header's dimensions against a pixel budget
 *before* any pixel is decoded (decompression bombs). JPEGs are decoded at reduced
 scale with libjpeg's DCT scaling (`draft`) when the model needs fewer pixels — several
-times faster than decoding full size and resizing. EXIF orientation is applied, any
-mode becomes RGB, and transparency is composited on white (how marketplaces show it).
+times faster than decoding full size and resizing — unless the model reads native pixels
+(a detail view, `Predictor.needs_full_resolution`): then every image is decoded full size.
+EXIF orientation is applied, any mode becomes RGB, and transparency is composited on white
+(how marketplaces show it).
 
 Memory is budgeted in bytes, not pixels: before pixels are decoded, the bytes the decode
-needs (by mode and size, after DCT scaling) are reserved from one `DecodeBudget` shared by
-all fetch threads (`IMAGEGATE_DECODE_MEMORY_MB`). 16-bit and float images are scaled in
-place without float64 copies, and transparent images are reduced before compositing, so no
-path needs more than a few bytes per pixel.
+needs (by mode and size, after DCT scaling, so a full-resolution decode reserves the full-size
+raster) are reserved from one `DecodeBudget` shared by all fetch threads
+(`IMAGEGATE_DECODE_MEMORY_MB`); `decode` keeps the reservation while the model input and the
+signals are computed from that raster. 16-bit and float images are scaled in place without
+float64 copies, and transparent images are reduced before compositing (unless full resolution
+is needed), so no path needs more than a few bytes per pixel.
 """
 
 from __future__ import annotations
@@ -19,9 +23,9 @@ from __future__ import annotations
 import io
 import threading
 import warnings
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
-from typing import Callable, Iterator
+from typing import Callable, Iterator, TypeVar
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -92,7 +96,7 @@ class DecodeBudget:
 
 @dataclass
 class Decoded:
-    tensor: object  # the predictor's preprocess output: numpy uint8 [3, S, S]
+    tensor: object  # the predictor's preprocess output: numpy uint8 [3V, S, S]
     signals: dict[str, float]
     format: str
 
@@ -102,7 +106,20 @@ def open_rgb(data: bytes, limits: DecodeLimits, min_side: int = 0,
     """Decode to an upright RGB image; returns (image, format, original (w, h) after orientation).
 
     `min_side`: JPEGs may be decoded at 1/2, 1/4 or 1/8 scale, and transparent images reduced
-    before compositing, as long as both sides stay >= it. `budget`: decode memory to reserve.
+    before compositing, as long as both sides stay >= it (0: full resolution). `budget`: decode
+    memory to reserve (released when this returns).
+    """
+    return _open_rgb(data, limits, min_side, budget, lambda rgb, fmt, size: (rgb, fmt, size))
+
+
+T = TypeVar("T")
+
+
+def _open_rgb(data: bytes, limits: DecodeLimits, min_side: int, budget: DecodeBudget | None,
+              use: Callable[[Image.Image, str, tuple[int, int]], T]) -> T:
+    """`open_rgb`, then `use(rgb, format, size)` while the budget reservation is still held.
+
+    Errors raised by `use` are its own (not turned into a seller-facing DecodeError).
     """
     if not data:
         raise DecodeError("file is empty", ReasonCode.UNREADABLE)
@@ -132,10 +149,12 @@ def open_rgb(data: bytes, limits: DecodeLimits, min_side: int = 0,
     except Exception:
         orientation = 1
     size = (h, w) if orientation in _TRANSPOSED else (w, h)
-    try:
-        if fmt in ("JPEG", "MPO") and min_side > 0:
-            img.draft("RGB", (min_side, min_side))  # DCT-domain downscale, keeps both sides >= min_side
-        with (budget.hold(decode_cost(img.mode, *img.size)) if budget else _nothing()):
+    with ExitStack() as held:
+        try:
+            if fmt in ("JPEG", "MPO") and min_side > 0:
+                img.draft("RGB", (min_side, min_side))  # DCT-domain downscale, keeps both sides >= min_side
+            if budget:  # by mode and size after any draft: a full-resolution decode reserves the full raster
+                held.enter_context(budget.hold(decode_cost(img.mode, *img.size)))
             # Animated GIF/WebP/APNG, MPO: a freshly opened image is at its first frame, which is
             # what listings show. (Never ask for n_frames: counting frames walks the whole file.)
             with warnings.catch_warnings():
@@ -143,21 +162,16 @@ def open_rgb(data: bytes, limits: DecodeLimits, min_side: int = 0,
                 img.load()
                 img = ImageOps.exif_transpose(img)
             rgb = to_rgb(img, min_side)
-    except (DecodeError, DecodeBusy):
-        raise
-    except Image.DecompressionBombError as e:
-        raise DecodeError(f"image dimensions are too large: {e}", ReasonCode.TOO_LARGE) from None
-    except Exception as e:
-        # Pillow's decoders raise many types on hostile data (OSError, SyntaxError, ValueError,
-        # EOFError, but also IndexError, struct.error, TypeError, ...: found by tests/fuzz).
-        # Whatever the type, these bytes are not a readable image: a seller-side reject.
-        raise DecodeError(f"image data is corrupt or truncated: {type(e).__name__}: {e}", ReasonCode.UNREADABLE) from None
-    return rgb, fmt, size
-
-
-@contextmanager
-def _nothing() -> Iterator[None]:
-    yield
+        except (DecodeError, DecodeBusy):
+            raise
+        except Image.DecompressionBombError as e:
+            raise DecodeError(f"image dimensions are too large: {e}", ReasonCode.TOO_LARGE) from None
+        except Exception as e:
+            # Pillow's decoders raise many types on hostile data (OSError, SyntaxError, ValueError,
+            # EOFError, but also IndexError, struct.error, TypeError, ...: found by tests/fuzz).
+            # Whatever the type, these bytes are not a readable image: a seller-side reject.
+            raise DecodeError(f"image data is corrupt or truncated: {type(e).__name__}: {e}", ReasonCode.UNREADABLE) from None
+        return use(rgb, fmt, size)
 
 
 def to_rgb(img: Image.Image, min_side: int = 0) -> Image.Image:
@@ -193,14 +207,17 @@ def to_rgb(img: Image.Image, min_side: int = 0) -> Image.Image:
 
 
 def decode(data: bytes, preprocess: Callable[[Image.Image], object], input_size: int, limits: DecodeLimits,
-           budget: DecodeBudget | None = None) -> Decoded:
+           budget: DecodeBudget | None = None, full_resolution: bool = False) -> Decoded:
     """The worker's and `imagegate score`'s one decode path: same bytes -> same model input.
 
     Large JPEGs come out of libjpeg already DCT-downscaled to no less than the input size,
     and the predictor's `preprocess` turns that drafted image straight into the uint8
-    [3, S, S] array the batcher stacks (normalisation happens inside the model graph): no
+    [3V, S, S] array the batcher stacks (normalisation happens inside the model graph): no
     full-size pixels, no float copy. The signals are measured on the same drafted image.
+
+    `full_resolution` (pass `predictor.needs_full_resolution`): no DCT downscale and no
+    reduction before compositing, because the model's detail view reads native pixels; the
+    budget then reserves the full-size raster. Preprocess and signals run while it is held.
     """
-    rgb, fmt, size = open_rgb(data, limits, min_side=input_size, budget=budget)
-    pixels = preprocess(rgb)
-    return Decoded(tensor=pixels, signals=measure(rgb, size), format=fmt)
+    return _open_rgb(data, limits, 0 if full_resolution else input_size, budget,
+                     lambda rgb, fmt, size: Decoded(tensor=preprocess(rgb), signals=measure(rgb, size), format=fmt))

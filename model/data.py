@@ -35,9 +35,18 @@ def datasets_dir(override: str | os.PathLike | None = None) -> Path:
 
 
 def normalise(x: torch.Tensor, mean: Sequence[float] = MEAN, std: Sequence[float] = STD) -> torch.Tensor:
-    """uint8 [..., 3, S, S] -> float32 normalised; the very ops the exported graph starts with."""
-    m = torch.tensor(mean, dtype=torch.float32, device=x.device).view(3, 1, 1)
-    s = torch.tensor(std, dtype=torch.float32, device=x.device).view(3, 1, 1)
+    """uint8 [..., 3V, S, S] -> float32 normalised; the very ops the exported graph starts with.
+
+    V channel-stacked views (model.views) share the per-colour mean/std, tiled once per view.
+    The channel count is static in the exported graph (only N is dynamic), so the tiling is a
+    constant there; for V = 1 the ops are exactly the single-view ones (same export bytes).
+    """
+    c = int(x.shape[-3])
+    if c % 3:
+        raise ValueError(f"expected 3 channels per view, got {c} channels")
+    mean, std = [float(v) for v in mean] * (c // 3), [float(v) for v in std] * (c // 3)
+    m = torch.tensor(mean, dtype=torch.float32, device=x.device).view(c, 1, 1)
+    s = torch.tensor(std, dtype=torch.float32, device=x.device).view(c, 1, 1)
     return (x.float() / 255.0 - m) / s
 
 

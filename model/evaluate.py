@@ -95,11 +95,11 @@ def classical_scores(name: str, keys: list[str], loaders) -> dict[str, np.ndarra
 
 
 def bench(pred, batch: int = 32, repeats: int = 3) -> float:
-    """Images/s of ``predict`` on one uint8 [batch, 3, S, S] array (after one warm-up).
+    """Images/s of ``predict`` on one uint8 [batch, 3V, S, S] array (after one warm-up).
 
     Random pixels: the arithmetic of this CNN does not depend on the content."""
     s = pred.input_size
-    x = np.random.default_rng(0).integers(0, 256, (batch, 3, s, s), dtype=np.uint8)
+    x = np.random.default_rng(0).integers(0, 256, (batch, 3 * len(pred.views), s, s), dtype=np.uint8)
     pred.predict(x)
     best = float("inf")
     for _ in range(repeats):

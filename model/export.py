@@ -1,6 +1,6 @@
 """``python -m model.export``: the shipped weights -> an ONNX graph for ONNX Runtime / OpenVINO.
 
-The graph takes uint8 [N, 3, S, S] (dynamic N) and normalises inside, so callers hand
+The graph takes uint8 [N, 3V, S, S] (dynamic N; V views, ``model.views``) and normalises inside, so callers hand
 it decoded pixels as they are; it returns the raw heads [N, len(heads)] like
 ``QualityNet.forward``. Exports are derived artefacts, never committed: they are built on
 first use (or by ``make setup``) into ``~/.cache/imagegate/models`` (``IMAGEGATE_CACHE_DIR``
@@ -61,7 +61,7 @@ def export_onnx(weights: Path, out: Path) -> dict[str, Any]:
             return self.net(normalise(x, meta["mean"], meta["std"]))
 
     s = int(meta["input_size"])
-    dummy = torch.zeros(2, 3, s, s, dtype=torch.uint8)
+    dummy = torch.zeros(2, 3 * len(net.views), s, s, dtype=torch.uint8)
     with torch.inference_mode(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # exporter notes on constant folding: not actionable
         _write_atomic(out, lambda tmp: torch.onnx.export(
@@ -72,8 +72,9 @@ def export_onnx(weights: Path, out: Path) -> dict[str, Any]:
 
 def _public_meta(meta: dict[str, Any], weights: Path, precision: str) -> dict[str, Any]:
     keep = ("name", "version", "input_size", "heads", "mean", "std")
-    return {**{k: meta[k] for k in keep}, "precision": precision, "weights_sha256": checkpoint.file_digest(weights),
-            "export_format": EXPORT_FORMAT}
+    # "views": the input is [N, 3 * len(views), S, S]; files from before views were single-view.
+    return {**{k: meta[k] for k in keep}, "views": list(meta.get("views", ["global"])), "precision": precision,
+            "weights_sha256": checkpoint.file_digest(weights), "export_format": EXPORT_FORMAT}
 
 
 def ensure(weights: str | os.PathLike | None = None, precision: str = "fp32") -> tuple[Path, dict[str, Any]]:
@@ -89,7 +90,7 @@ def ensure(weights: str | os.PathLike | None = None, precision: str = "fp32") ->
         from .quantize import quantize_int8
 
         fp32, meta = ensure(w, "fp32")
-        quantize_int8(fp32, path, int(meta["input_size"]))
+        quantize_int8(fp32, path, int(meta["input_size"]), tuple(meta.get("views", ("global",))))
     else:
         raise ValueError(f"unknown precision {precision!r} (fp32, int8)")
     _write_atomic(side, lambda tmp: tmp.write_text(json.dumps(_public_meta(meta, w, precision), indent=1)))

@@ -1,7 +1,9 @@
 """The inference contract the worker, ``imagegate score`` and the benchmarks are written against.
 
 ``load(path, device, runtime)`` -> ``Predictor``; ``preprocess`` turns a PIL image into a
-uint8 [3, S, S] array, ``predict`` scores a uint8 [N, 3, S, S] batch. Which runtime does the
+uint8 [3V, S, S] array (V views, ``model.views``; V = 1 for single-view models), ``predict``
+scores a uint8 [N, 3V, S, S] batch. A model with a detail view needs the image decoded at full
+resolution (``needs_full_resolution``): the decoder must not DCT-downscale it first. Which runtime does the
 arithmetic (torch, ONNX Runtime, OpenVINO, TensorRT) is a load-time choice from
 ``model.runtimes``; scores mean the same whichever runs them.
 """
@@ -13,9 +15,8 @@ import os
 import numpy as np
 from PIL import Image
 
-from . import runtimes
+from . import runtimes, views
 from .checkpoint import DEFAULT_WEIGHTS, ModelLoadError, resolve
-from .preprocess import preprocess_uint8
 
 CPU_CHUNK = 4
 
@@ -26,6 +27,10 @@ class Predictor:
     def __init__(self, backend: runtimes.Backend, runtime: str) -> None:
         m = backend.meta
         self.name, self.version, self.input_size, self.heads = m.name, m.version, m.input_size, m.heads
+        self.views: tuple[str, ...] = m.views
+        # The decoder must hand ``preprocess`` the image at full resolution (no DCT downscale, no
+        # reduction before compositing): the detail view reads native pixels.
+        self.needs_full_resolution: bool = views.needs_full_resolution(m.views)
         self.device: str = backend.device
         self.runtime = runtime
         self.backend = backend
@@ -35,17 +40,23 @@ class Predictor:
         self.chunk: int | None = None if self.device.startswith("cuda") else CPU_CHUNK
 
     def preprocess(self, img: Image.Image) -> np.ndarray:
-        """RGB PIL image of any size -> uint8 [3, S, S], C-contiguous (see ``model.preprocess``)."""
-        return preprocess_uint8(img, self.input_size)
+        """RGB PIL image of any size -> uint8 [3V, S, S], C-contiguous (``model.views.stack_views``).
+
+        For a single-view model this is ``model.preprocess.preprocess_uint8``. With a detail view,
+        ``img`` must be the full-resolution decode (see ``needs_full_resolution``).
+        """
+        return views.stack_views(img, self.input_size, self.views)
 
     def predict(self, batch: np.ndarray) -> dict[str, np.ndarray]:
-        """uint8 [N, 3, S, S] -> {"quality": 0..100, <distortion>: probability 0..1}, float32 [N] each."""
-        s = self.input_size
+        """uint8 [N, 3V, S, S] -> {"quality": 0..100, <distortion>: probability 0..1}, float32 [N] each."""
+        s, c = self.input_size, 3 * len(self.views)
         if not isinstance(batch, np.ndarray) or batch.dtype != np.uint8:
-            raise TypeError(f"expected a uint8 numpy array [N, 3, {s}, {s}], got "
+            raise TypeError(f"expected a uint8 numpy array [N, {c}, {s}, {s}], got "
                             f"{type(batch).__name__} {getattr(batch, 'dtype', '')}")
-        if batch.ndim != 4 or batch.shape[1:] != (3, s, s) or batch.shape[0] == 0:
-            raise ValueError(f"expected [N>0, 3, {s}, {s}], got {tuple(batch.shape)}")
+        if batch.ndim != 4 or batch.shape[1:] != (c, s, s) or batch.shape[0] == 0:
+            hint = f" ({len(self.views)} views {'+'.join(self.views)}, 3 channels each: use Predictor.preprocess)" \
+                if c != 3 else ""
+            raise ValueError(f"expected [N>0, {c}, {s}, {s}]{hint}, got {tuple(batch.shape)}")
         batch = np.ascontiguousarray(batch)
         step = self.chunk or len(batch)
         raw = np.concatenate([self.backend.run(batch[i:i + step]) for i in range(0, len(batch), step)])

@@ -277,7 +277,8 @@ def run(cases: list[Case], predictor, policy, batch_size: int = 16) -> list[Resu
         try:
             if case.data is None:
                 raise DecodeError("image not found at its URL (HTTP 404)", ReasonCode.FETCH_FAILED)
-            pending.append((case, decode(case.data, predictor.preprocess, predictor.input_size, DecodeLimits())))
+            pending.append((case, decode(case.data, predictor.preprocess, predictor.input_size, DecodeLimits(),
+                                          full_resolution=predictor.needs_full_resolution)))
         except DecodeError as e:
             for p in PROFILES:
                 v = policy.reject(p, e.code, str(e))

@@ -28,14 +28,17 @@ def calibration_paths(n: int = CALIBRATION_IMAGES, root: str | None = None) -> l
     return [paths[i] for i in pick]
 
 
-def quantize_int8(fp32: Path, out: Path, input_size: int, root: str | None = None) -> None:
+def quantize_int8(fp32: Path, out: Path, input_size: int, views: tuple[str, ...] = ("global",),
+                  root: str | None = None) -> None:
+    """Calibrate on the model's own input: every view of each photo, as ``Predictor.preprocess`` builds it."""
     from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
                                           quantize_static)
     from PIL import Image
 
     from .export import INPUT, _write_atomic
-    from .preprocess import preprocess_uint8
+    from .views import check_views, stack_views
 
+    views = check_views(views)
     paths = calibration_paths(root=root)
 
     class Reader(CalibrationDataReader):
@@ -47,7 +50,7 @@ def quantize_int8(fp32: Path, out: Path, input_size: int, root: str | None = Non
                 return None
             chunk = paths[self.i:self.i + CALIBRATION_BATCH]
             self.i += CALIBRATION_BATCH
-            return {INPUT: np.stack([preprocess_uint8(Image.open(p), input_size) for p in chunk])}
+            return {INPUT: np.stack([stack_views(Image.open(p).convert("RGB"), input_size, views) for p in chunk])}
 
     _write_atomic(out, lambda tmp: quantize_static(
         str(fp32), str(tmp), Reader(), quant_format=QuantFormat.QDQ, op_types_to_quantize=["Conv"],

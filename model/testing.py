@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -10,6 +11,7 @@ import torch
 from .architecture import HEADS, QualityNet
 from .data import MEAN, STD
 from .checkpoint import FORMAT
+from .views import check_views
 
 # Head-layer gain after calibration: logits then spread by about this many units across inputs.
 _GAIN = 2.0
@@ -31,12 +33,14 @@ def _calibration_batch(input_size: int, g: torch.Generator, n: int = 48) -> torc
     return (x - mean) / std
 
 
-def write_random_model(path: str | os.PathLike, input_size: int = 64) -> Path:
+def write_random_model(path: str | os.PathLike, input_size: int = 64, views: Sequence[str] = ("global",)) -> Path:
     """Write a tiny randomly initialised model in the real file format; loadable by ``model.load()``.
 
     Its outputs are MEANINGLESS (random weights, metadata name "random-plumbing-only"):
     use it only to test plumbing (batching, shapes, caching, events), never quality.
-    Deterministic (fixed seed) and fast on CPU.
+    Deterministic (fixed seed) and fast on CPU. ``views=("global", "detail")`` gives a two-view
+    model (input uint8 [N, 6, S, S], metadata "views") for the plumbing of the detail view; the
+    single-view file is the same as before the views existed (no "views" key).
 
     Why the calibration: with plain random weights every output sat within ~0.01 of a constant,
     so a plumbing test could not tell one image's result from another's (a mixed-up batch, a
@@ -46,11 +50,14 @@ def write_random_model(path: str | os.PathLike, input_size: int = 64) -> Path:
     head over most of 0..1. Still random: which way a head moves means nothing.
     """
     g = torch.Generator().manual_seed(0)
-    net = QualityNet("tiny-random", input_size, HEADS)
+    views = check_views(tuple(views))
+    net = QualityNet("tiny-random", input_size, HEADS, views=views)
     with torch.no_grad():
         for p in net.parameters():
             p.copy_(torch.randn(p.shape, generator=g) * 0.1)
-        feats = net.features(_calibration_batch(input_size, g))
+        # Each view gets its own generated inputs, so the views' features vary independently.
+        x = torch.cat([_calibration_batch(input_size, g) for _ in views], dim=1)
+        feats = net.features(x)
         net.feat_mean.copy_(feats.mean(0))
         net.feat_scale.copy_(feats.std(0) + 1e-6)
         d = feats.shape[1]
@@ -62,6 +69,8 @@ def write_random_model(path: str | os.PathLike, input_size: int = 64) -> Path:
             "input_size": int(input_size), "mean": list(MEAN), "std": list(STD), "heads": list(HEADS),
             "training": {"note": "random weights for plumbing tests only; outputs are meaningless "
                                  "(feature standardisation calibrated on generated inputs so outputs vary)"}}
+    if len(views) > 1:
+        meta["views"] = list(views)
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     torch.save({"format": FORMAT, "metadata": meta, "state_dict": net.state_dict()}, out)

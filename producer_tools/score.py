@@ -47,7 +47,8 @@ def score_files(paths: Iterable[Path], predictor, policy: Policy, *, profile: st
         decoded.clear()
         for idx, path in chunk:
             try:
-                decoded.append((idx, decode(path.read_bytes(), predictor.preprocess, predictor.input_size, limits)))
+                decoded.append((idx, decode(path.read_bytes(), predictor.preprocess, predictor.input_size, limits,
+                                              full_resolution=predictor.needs_full_resolution)))
             except DecodeError as e:
                 v = policy.reject(profile, e.code, str(e), role=role)
                 rows[idx] = ScoreRow(str(path), v.score, v.decision.value, [r.model_dump(mode="json") for r in v.reasons], error=str(e))

@@ -14,17 +14,19 @@ class Decode:
     name = "decode"
     produces_content = True
 
-    def __init__(self, limits: DecodeLimits, budget: DecodeBudget, preprocess: Callable[[Any], Any], input_size: int):
+    def __init__(self, limits: DecodeLimits, budget: DecodeBudget, preprocess: Callable[[Any], Any], input_size: int,
+                 full_resolution: bool = False):
         self.limits = limits
         self.budget = budget
         self.preprocess = preprocess
         self.input_size = input_size
+        self.full_resolution = full_resolution  # the predictor's needs_full_resolution (a detail view)
 
     def __call__(self, item: WorkItem) -> Flow:
         assert item.data is not None and item.sha256 is not None
         data, item.data = item.data, None  # the bytes are not needed past this point
         try:
-            d = decode(data, self.preprocess, self.input_size, self.limits, self.budget)
+            d = decode(data, self.preprocess, self.input_size, self.limits, self.budget, self.full_resolution)
         except DecodeError as e:  # the seller's file: a reject, cached by content like any result
             item.content = ContentResult(item.sha256, {}, None, Rejection(e.code, str(e)))
             item.store_content = True

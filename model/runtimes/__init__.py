@@ -1,4 +1,4 @@
-"""Inference runtimes behind one interface: ``Backend.run(uint8 [N,3,S,S]) -> float32 [N, heads]``.
+"""Inference runtimes behind one interface: ``Backend.run(uint8 [N,3V,S,S]) -> float32 [N, heads]``.
 
 Why a registry: the predictor, the worker and the benchmarks name a runtime by a string
 (``IMAGEGATE_RUNTIME``) and never import a runtime package themselves, so a machine needs
@@ -17,6 +17,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from ..views import GLOBAL, check_views
+
 
 @dataclass(frozen=True)
 class ModelMeta:
@@ -28,11 +30,14 @@ class ModelMeta:
     heads: tuple[str, ...]
     mean: tuple[float, ...]
     std: tuple[float, ...]
+    # Views stacked on the channel axis (model.views): the input is uint8 [N, 3 * len(views), S, S].
+    views: tuple[str, ...] = (GLOBAL,)
 
     @classmethod
     def from_dict(cls, meta: dict[str, Any]) -> "ModelMeta":
         return cls(str(meta["name"]), str(meta["version"]), int(meta["input_size"]), tuple(meta["heads"]),
-                   tuple(float(v) for v in meta["mean"]), tuple(float(v) for v in meta["std"]))
+                   tuple(float(v) for v in meta["mean"]), tuple(float(v) for v in meta["std"]),
+                   check_views(tuple(meta.get("views", (GLOBAL,)))))
 
 
 class Backend(Protocol):
@@ -40,7 +45,7 @@ class Backend(Protocol):
     device: str  # "cpu" or "cuda:0"
 
     def run(self, batch: np.ndarray) -> np.ndarray:
-        """uint8 [N, 3, S, S] (C-contiguous) -> float32 [N, len(heads)] raw head outputs."""
+        """uint8 [N, 3V, S, S] (C-contiguous; V = len(meta.views)) -> float32 [N, len(heads)] raw head outputs."""
         ...
 
 

@@ -122,3 +122,33 @@ def test_score_cli_matches_the_worker(pipeline, origin, images, plumbing_model):
             tol = OUTPUT_TOL * (100 if k == "quality" else 1)
             assert body["signals"][k] == pytest.approx(v, abs=tol), (name, k)
     assert w.stop() == 0
+
+
+def test_score_cli_gives_a_two_view_model_the_full_resolution_image(tmp_path, monkeypatch):
+    """No stack needed: `imagegate score` decodes for the detail view at full size, like the worker's
+    Decode step (consumer.pipeline passes the same predictor.needs_full_resolution)."""
+    import io
+
+    import model
+    from model.testing import write_random_model
+
+    two = write_random_model(tmp_path / "two-view.pt", input_size=64, views=("global", "detail"))
+    data = encode(photo(2000, 1500, seed=2), quality=92)
+    (tmp_path / "imgs").mkdir()
+    (tmp_path / "imgs" / "big.jpg").write_bytes(data)
+    env = {"IMAGEGATE_RUNTIME": "onnxruntime", "IMAGEGATE_CACHE_DIR": str(tmp_path / "cache")}
+    r = run_score(str(tmp_path / "imgs"), "--model", str(two), "--format", "jsonl", env=env)
+    assert r.returncode == 0, r.stderr
+    got = rows_by_name(r.stdout)["big.jpg"]["signals"]
+
+    monkeypatch.setenv("IMAGEGATE_CACHE_DIR", env["IMAGEGATE_CACHE_DIR"])
+    p = model.load(two, device="cpu", runtime="onnxruntime")
+    full = Image.open(io.BytesIO(data)).convert("RGB")
+    drafted = Image.open(io.BytesIO(data))
+    drafted.draft("RGB", (64, 64))
+    want = p.predict(p.preprocess(full)[None])
+    wrong = p.predict(p.preprocess(drafted.convert("RGB"))[None])
+    # The premise: a drafted decode would give a visibly different detail view and outputs.
+    assert max(abs(float(want[h][0] - wrong[h][0])) for h in HEADS) > SEPARATION * OUTPUT_TOL
+    for h in HEADS:
+        assert abs(got[h] - float(want[h][0])) <= OUTPUT_TOL, (h, got[h], want[h][0])
