@@ -1,4 +1,4 @@
-"""Evaluate a weights file: ``python -m model.evaluate [--weights PATH]``.
+"""Evaluate weights files side by side: ``python -m model.evaluate [--weights PATH ...]``.
 
 Reports, as markdown tables (the ones copied into MODEL_CARD.md):
 
@@ -11,10 +11,19 @@ Reports, as markdown tables (the ones copied into MODEL_CARD.md):
   (OpenCV contrib, LIVE model from Debian ``opencv-data``) and variance of the Laplacian;
 * CPU throughput of ``predict`` at batch 32 and the weights file size.
 
-Backbone features are reused from ``model/.cache/`` when they were computed by a trunk with
-byte-identical weights (keyed by a hash of the trunk state); ``--check N`` additionally
-re-runs N images end-to-end through ``Predictor.preprocess`` + ``predict`` and asserts that
-they match the cached path.
+Since v2 every figure is end to end: each image is rendered once, turned into the model inputs
+of both views (``model.views``; cached under ``model/.cache/``), and scored by each model's
+``predict`` with the chosen runtime (default: the worker's CPU default). A one-view model reads
+the first three channels, which are exactly its own ``preprocess`` of the same image.
+
+Sets (none is ever used in training):
+
+* BIQ2021 validation split (900 real photos with MOS);
+* synthetic test: classic distortions of the 13 test photos' 512 px crops (v1's table);
+* camera test: camera-made damage (``model.acquisition``) at every level on the whole test
+  photos at their native resolution (0.3-6 MP);
+* high-resolution test: the same on every held-out photo of at least 2 MP (test and "hires"
+  splits; 2-20 MP), where damage at 100 % zoom may be invisible at 512 px.
 """
 
 from __future__ import annotations
@@ -25,13 +34,12 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from . import data, synthetic
 from .distortions import DISTORTION_HEADS
 from .predictor import DEFAULT_WEIGHTS, load
 from .runtimes import cpu_threads
-from .train_v1 import biq_features, synthetic_features, trunk_tag
+from .views import DETAIL, GLOBAL
 
 BRISQUE_MODEL = "/usr/share/opencv4/quality/brisque_model_live.yml"
 BRISQUE_RANGE = "/usr/share/opencv4/quality/brisque_range_live.yml"
@@ -123,10 +131,10 @@ def biq_val_by_runtime(runtimes: list[str], weights: Path, datasets_dir: str | N
     _, va = data.biq_split(len(mos))
     va = va[:limit] if limit else va
     preds = {rt: load(weights, "cpu", runtime=rt) for rt in runtimes}
-    size = next(iter(preds.values())).input_size
+    first = next(iter(preds.values()))
     scores: dict[str, list[np.ndarray]] = {rt: [] for rt in runtimes}
     for i in range(0, len(va), batch):
-        x = np.stack([data.preprocess_uint8(Image.open(paths[j]), size) for j in va[i:i + batch]])
+        x = np.stack([first.preprocess(Image.open(paths[j]).convert("RGB")) for j in va[i:i + batch]])
         for rt, p in preds.items():
             scores[rt].append(p.predict(x)["quality"])
     out = {}
@@ -136,133 +144,166 @@ def biq_val_by_runtime(runtimes: list[str], weights: Path, datasets_dir: str | N
     return out
 
 
+def _inputs(name: str, keys: list[str], loaders, size: int, workers: int = 2) -> np.ndarray:
+    """uint8 [N, 6, S, S]: global + detail view of every image, rendered once and cached."""
+    path = data.CACHE_DIR / f"inputs-{name}-{size}-{data._key(keys)}.npy"
+    if path.exists():
+        return np.load(path, mmap_mode="r")
+    from .finetune import Rendered, _loader
+
+    ds = Rendered(loaders, size, (GLOBAL, DETAIL))
+    out = np.concatenate([x.numpy() for x in _loader(ds, workers, 8)])
+    data.CACHE_DIR.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.npy")
+    np.save(tmp, out)
+    os.replace(tmp, path)
+    return np.load(path, mmap_mode="r")
+
+
+def _score(pred, x: np.ndarray, batch: int = 8) -> dict[str, np.ndarray]:
+    ch = 3 * len(pred.views)
+    parts = [pred.predict(np.ascontiguousarray(x[i:i + batch, :ch])) for i in range(0, len(x), batch)]
+    return {h: np.concatenate([p[h] for p in parts]) for h in pred.heads}
+
+
+def _graded(q: np.ndarray, items: list) -> tuple[float, float, float]:
+    """(pooled, per source, per series) SROCC of a quality score against the grade."""
+    lab = synthetic.labels(items)
+    kinds = np.array([it.steps[0][0] if it.steps else "clean" for it in items])
+    return (_srocc(q, -lab["level"]), _per_source_srocc(q, lab["level"], lab["source"]),
+            _per_series_srocc(q, lab["level"], lab["source"], kinds))
+
+
 def main(argv: list[str] | None = None) -> dict:
     from PIL import Image
     from sklearn.metrics import roc_auc_score
 
-    ap = argparse.ArgumentParser(description="Evaluate an imagegate weights file.")
-    ap.add_argument("--weights", type=Path, default=DEFAULT_WEIGHTS)
+    from . import train
+
+    ap = argparse.ArgumentParser(description="Evaluate imagegate weights files side by side.")
+    ap.add_argument("--weights", type=Path, action="append", default=None,
+                    help="repeatable (default: the v2 two-view file, the v2 global-only file and v1.2.0)")
     ap.add_argument("--datasets-dir", default=None)
-    ap.add_argument("--device", default="auto")
-    ap.add_argument("--check", type=int, default=8, help="images re-run end-to-end to verify the cache path")
+    ap.add_argument("--runtime", default=None, help="default: IMAGEGATE_RUNTIME / the CPU default (openvino)")
     ap.add_argument("--no-bench", action="store_true")
-    ap.add_argument("--runtime", default=None, help="runtime for the speed figure (default: IMAGEGATE_RUNTIME / CPU default)")
+    ap.add_argument("--no-baselines", action="store_true", help="skip BRISQUE / Laplacian variance")
+    ap.add_argument("--workers", type=int, default=2, help="image-rendering processes")
+    ap.add_argument("--json", type=Path, default=None, help="also write every figure here")
     ap.add_argument("--biq-only", metavar="RUNTIMES",
                     help="only BIQ val SROCC/PLCC end to end for these runtimes (comma-separated, e.g. "
                          "torch,onnxruntime,onnxruntime-int8), then exit")
     ap.add_argument("--limit", type=int, default=None, help="with --biq-only: first N validation images")
     args = ap.parse_args(argv)
+    weights = args.weights or [train.DEFAULT_OUT, train.GLOBAL_OUT, DEFAULT_WEIGHTS]
     if args.biq_only:
-        res = biq_val_by_runtime(args.biq_only.split(","), args.weights, args.datasets_dir, args.limit)
-        print("| Runtime | BIQ val SROCC | BIQ val PLCC | images |\n|---|---|---|---|")
-        for rt, (a, b, n) in res.items():
-            print(f"| {rt} | {a:.4f} | {b:.4f} | {n} |")
+        res = {str(w): biq_val_by_runtime(args.biq_only.split(","), w, args.datasets_dir, args.limit) for w in weights}
+        print("| Weights | Runtime | BIQ val SROCC | BIQ val PLCC | images |\n|---|---|---|---|---|")
+        for w, r in res.items():
+            for rt, (a, b, n) in r.items():
+                print(f"| {Path(w).name} | {rt} | {a:.4f} | {b:.4f} | {n} |")
         return {"biq_by_runtime": res}
 
-    pred = load(args.weights, args.device, runtime="torch")
-    net = pred.backend.net
-    device = torch.device(pred.device)
-    print(f"weights: {args.weights} ({args.weights.stat().st_size / 1e6:.2f} MB), name={pred.name} "
-          f"version={pred.version} input={pred.input_size} trunk={trunk_tag(net)}", flush=True)
+    preds = [load(w, "cpu", runtime=args.runtime) for w in weights]
+    sizes = {p.input_size for p in preds}
+    if len(sizes) != 1:
+        ap.error("models of one run must share the input size")
+    size = sizes.pop()
+    names = [f"{p.name} {p.version}" for p in preds]
+    for w, p in zip(weights, preds):
+        print(f"weights: {w} ({w.stat().st_size / 1e6:.2f} MB), {p.name} {p.version}, views {list(p.views)}, "
+              f"runtime {p.runtime}", flush=True)
 
-    def heads_of(f: np.ndarray) -> dict[str, np.ndarray]:
-        with torch.inference_mode():
-            o = net.heads_from_features(torch.from_numpy(f).to(device)).float().cpu()
-        res = {}
-        for i, h in enumerate(pred.heads):
-            res[h] = ((o[:, i] * 100).clamp(0, 100) if h == "quality" else torch.sigmoid(o[:, i])).numpy()
-        return res
-
-    # --- BIQ2021 validation split -----------------------------------------------------------
     paths, mos = data.load_biq(args.datasets_dir)
     _, va = data.biq_split(len(mos))
     vpaths = [paths[i] for i in va]
-    tag = trunk_tag(net)
-    if data.cache_path("biq", [p.name for p in paths], pred.input_size, tag).exists():
-        fb, _, _ = biq_features(net, args.datasets_dir, device)  # training run's cache
-        fv = fb[va]
-    else:  # no training cache here: compute the validation images only
-        fv = data.cached_features("biq-val", [p.name for p in vpaths], net,
-                                  [lambda p=p: Image.open(p) for p in vpaths], pred.input_size, tag, device)
-    qb = heads_of(fv)["quality"]
-    cb = classical_scores("biq-val", [p.name for p in vpaths], [lambda p=p: Image.open(p) for p in vpaths])
-
-    # --- synthetic test set -------------------------------------------------------------------
-    fs, items = synthetic_features(net, "test", device)
-    hs = heads_of(fs)
-    lab = synthetic.labels(items)
     bank = synthetic.CropBank()
-    cs = classical_scores("synthetic-test", [it.key for it in items], [lambda it=it: bank.render(it) for it in items])
-
-    # --- end-to-end check of the cache path -----------------------------------------------------
-    if args.check:
-        idx = np.linspace(0, len(items) - 1, args.check).astype(int)
-        x = np.stack([pred.preprocess(bank.render(items[i])) for i in idx])
-        e2e = pred.predict(x)
-        for h in pred.heads:
-            d = float(np.abs(e2e[h] - hs[h][idx]).max())
-            tol = 0.5 if h == "quality" else 0.01
-            assert d <= tol or device.type == "cuda", f"cache/end-to-end mismatch on {h}: {d}"
-        print(f"end-to-end check on {len(idx)} synthetic images: OK", flush=True)
-
-    rows = []
-    kinds = np.array([it.steps[0][0] if it.steps else "clean" for it in items])
-    methods = {
-        "imagegate-quality (this model)": (qb, hs["quality"]),
-        "BRISQUE (OpenCV, LIVE model)": (-cb["brisque"], -cs["brisque"]),
-        "Variance of Laplacian": (cb["laplacian_var"], cs["laplacian_var"]),
+    sets = {
+        "synthetic": synthetic.build_items("test"),
+        "camera": synthetic.build_acq_items("test"),
+        "hires": synthetic.build_acq_items("hires"),
     }
-    for m, (sb, ss) in methods.items():
-        rows.append((m, _srocc(sb, mos[va]), _plcc(sb, mos[va]), _srocc(ss, -lab["level"]),
-                     _per_source_srocc(ss, lab["level"], lab["source"]),
-                     _per_series_srocc(ss, lab["level"], lab["source"], kinds)))
-    result = {"quality": rows}
+    t = time.time()
+    xb = _inputs("biq-val", [p.name for p in vpaths], [lambda p=p: Image.open(p).convert("RGB") for p in vpaths],
+                 size, args.workers)
+    xs = {k: _inputs(k, [it.key for it in its], [lambda it=it: bank.render(it) for it in its], size, args.workers)
+          for k, its in sets.items()}
+    print(f"inputs ready ({time.time() - t:.0f}s)", flush=True)
+    scores = []
+    for p in preds:
+        t = time.time()
+        scores.append({"biq": _score(p, xb), **{k: _score(p, x) for k, x in xs.items()}})
+        print(f"scored with {p.name} {p.version} ({time.time() - t:.0f}s)", flush=True)
 
-    print("\n### Quality: BIQ2021 validation split (n=%d) and synthetic test set (n=%d, %d source images)\n"
-          % (len(va), len(items), len(np.unique(lab["source"]))))
-    print("| Method | BIQ val SROCC | BIQ val PLCC | Synthetic SROCC (all) | Synthetic SROCC (per source, mean) "
-          "| Synthetic SROCC (per series, mean) |")
+    result: dict = {"models": names}
+    print("\n### Quality: SROCC / PLCC against MOS and SROCC against the damage grade\n")
+    print("| Model | BIQ val SROCC | BIQ val PLCC | Synthetic all / per source / per series "
+          "| Camera (native) all / per source / per series | High-res (>= 2 MP) all / per source / per series |")
     print("|---|---|---|---|---|---|")
-    for m, a, b, c, d, e in rows:
-        print(f"| {m} | {a:.3f} | {b:.3f} | {c:.3f} | {d:.3f} | {e:.3f} |")
+    rows = []
+    for n, sc in zip(names, scores):
+        row = {"biq_srocc": _srocc(sc["biq"]["quality"], mos[va]), "biq_plcc": _plcc(sc["biq"]["quality"], mos[va])}
+        for k, its in sets.items():
+            row[k] = _graded(sc[k]["quality"], its)
+        rows.append(row)
+        f3 = lambda v: " / ".join(f"{x:.3f}" for x in v)  # noqa: E731
+        print(f"| {n} | {row['biq_srocc']:.3f} | {row['biq_plcc']:.3f} | {f3(row['synthetic'])} | {f3(row['camera'])} "
+              f"| {f3(row['hires'])} |")
+    if not args.no_baselines:
+        cb = classical_scores("biq-val", [p.name for p in vpaths], [lambda p=p: Image.open(p) for p in vpaths])
+        cs = classical_scores("synthetic-test", [it.key for it in sets["synthetic"]],
+                              [lambda it=it: bank.render(it) for it in sets["synthetic"]])
+        for m, sb, ss in (("BRISQUE (OpenCV, LIVE model)", -cb["brisque"], -cs["brisque"]),
+                          ("Variance of Laplacian", cb["laplacian_var"], cs["laplacian_var"])):
+            g = _graded(ss, sets["synthetic"])
+            print(f"| {m} | {_srocc(sb, mos[va]):.3f} | {_plcc(sb, mos[va]):.3f} | "
+                  + " / ".join(f"{x:.3f}" for x in g) + " | - | - |")
+    result["quality"] = rows
 
-    print("\n### Quality vs synthetic level within one distortion type (test set, clean + levels 1-4)\n")
-    print("| Distortion | SROCC per source (mean) | SROCC all sources | mean quality at level 0 / 1 / 2 / 3 / 4 |")
-    print("|---|---|---|---|")
-    q = hs["quality"]
-    per_type = {}
-    for k in synthetic.DISTORTIONS:
-        sel = (kinds == k) | (kinds == "clean")
-        a = _per_source_srocc(q[sel], lab["level"][sel], lab["source"][sel])
-        b = _srocc(q[sel], -lab["level"][sel])
-        means = " / ".join(f"{q[sel & (lab['level'] == lv)].mean():.1f}" for lv in range(5))
-        per_type[k] = (a, b)
-        print(f"| {k} | {a:.3f} | {b:.3f} | {means} |")
+    print("\n### Quality vs level within one damage type (per source mean / all sources)\n")
+    kinds_all = {k: np.array([it.steps[0][0] if it.steps else "clean" for it in its]) for k, its in sets.items()}
+    print("| Set | Damage | " + " | ".join(names) + " |")
+    print("|---|---|" + "---|" * len(names))
+    per_type: dict = {}
+    for setname, its in sets.items():
+        lab = synthetic.labels(its)
+        kinds = kinds_all[setname]
+        for d in sorted(set(kinds) - {"clean"}, key=list(synthetic.ALL_DAMAGES).index):
+            sel = (kinds == d) | (kinds == "clean")
+            cells = []
+            for n, sc in zip(names, scores):
+                q = sc[setname]["quality"]
+                v = (_per_source_srocc(q[sel], lab["level"][sel], lab["source"][sel]), _srocc(q[sel], -lab["level"][sel]))
+                per_type.setdefault(setname, {}).setdefault(d, {})[n] = v
+                cells.append(f"{v[0]:.3f} / {v[1]:.3f}")
+            print(f"| {setname} | {d} | " + " | ".join(cells) + " |")
     result["per_type"] = per_type
 
-    print("\n### Distortion heads on the synthetic test set (AUC; accuracy at p=0.5 for the model)\n")
-    print("| Head | positives / n | Model AUC | Model accuracy | BRISQUE AUC | Laplacian-var AUC |")
-    print("|---|---|---|---|---|---|")
-    heads = {}
-    for h in DISTORTION_HEADS:
-        y = lab[h]
-        auc = roc_auc_score(y, hs[h])
-        acc = float(((hs[h] >= 0.5) == (y == 1)).mean())
-        ab = roc_auc_score(y, cs["brisque"])
-        al = roc_auc_score(y, -cs["laplacian_var"])
-        heads[h] = (auc, acc, ab, al)
-        print(f"| {h} | {int(y.sum())} / {len(y)} | {auc:.3f} | {acc:.3f} | {ab:.3f} | {al:.3f} |")
+    print("\n### Distortion heads (AUC; positives: images carrying a damage of that head)\n")
+    print("| Set | Head | positives / n | " + " | ".join(names) + " |")
+    print("|---|---|---|" + "---|" * len(names))
+    heads: dict = {}
+    for setname, its in sets.items():
+        lab = synthetic.labels(its)
+        for h in DISTORTION_HEADS:
+            y = lab[h]
+            if not 0 < y.sum() < len(y):
+                continue
+            aucs = [roc_auc_score(y, sc[setname][h]) for sc in scores]
+            heads.setdefault(setname, {})[h] = dict(zip(names, aucs))
+            print(f"| {setname} | {h} | {int(y.sum())} / {len(y)} | " + " | ".join(f"{a:.3f}" for a in aucs) + " |")
     result["heads"] = heads
-    print("\nBaseline AUCs use the baseline's badness score (BRISQUE value, minus Laplacian variance) as a "
-          "detector for each distortion.")
 
     if not args.no_bench:
-        cpu = load(args.weights, "cpu", runtime=args.runtime)
-        ips = bench(cpu, 32)
-        result["images_per_s"] = ips
-        print(f"\n### Speed and size\n\n| Metric | Value |\n|---|---|\n"
-              f"| CPU throughput ({cpu.runtime}), batch 32, {cpu_threads()} threads ({os.cpu_count()}-core machine) "
-              f"| {ips:.1f} images/s |\n| Weights file | {args.weights.stat().st_size / 1e6:.1f} MB |")
+        print("\n### Speed and size\n\n| Model | views | runtime | images/s, batch 32 | file |\n|---|---|---|---|---|")
+        for w, p, n in zip(weights, preds, names):
+            ips = bench(p, 32)
+            result.setdefault("images_per_s", {})[n] = ips
+            print(f"| {n} | {len(p.views)} | {p.runtime} ({cpu_threads()} threads, {os.cpu_count()} cores) "
+                  f"| {ips:.1f} | {w.stat().st_size / 1e6:.1f} MB |")
+    if args.json:
+        import json
+
+        args.json.write_text(json.dumps(result, indent=1, default=float))
     return result
 
 
