@@ -37,7 +37,7 @@ import numpy as np
 
 from . import data, synthetic
 from .distortions import DISTORTION_HEADS
-from .predictor import DEFAULT_WEIGHTS, load
+from .predictor import load
 from .runtimes import cpu_threads
 from .views import DETAIL, GLOBAL
 
@@ -178,7 +178,7 @@ def main(argv: list[str] | None = None) -> dict:
     from PIL import Image
     from sklearn.metrics import roc_auc_score
 
-    from . import train
+    from . import train, train_v1
 
     ap = argparse.ArgumentParser(description="Evaluate imagegate weights files side by side.")
     ap.add_argument("--weights", type=Path, action="append", default=None,
@@ -194,7 +194,7 @@ def main(argv: list[str] | None = None) -> dict:
                          "torch,onnxruntime,onnxruntime-int8), then exit")
     ap.add_argument("--limit", type=int, default=None, help="with --biq-only: first N validation images")
     args = ap.parse_args(argv)
-    weights = args.weights or [train.DEFAULT_OUT, train.GLOBAL_OUT, DEFAULT_WEIGHTS]
+    weights = args.weights or [train.DEFAULT_OUT, train.GLOBAL_OUT, train_v1.DEFAULT_OUT]
     if args.biq_only:
         res = {str(w): biq_val_by_runtime(args.biq_only.split(","), w, args.datasets_dir, args.limit) for w in weights}
         print("| Weights | Runtime | BIQ val SROCC | BIQ val PLCC | images |\n|---|---|---|---|---|")

@@ -170,18 +170,18 @@ def tail_taps(net: QualityNet, k: int, acts: torch.Tensor) -> torch.Tensor:
     return torch.cat(out, 1)
 
 
-def features(net: QualityNet, k: int, c: Cache) -> torch.Tensor:
+def features(net: QualityNet, k: int, c: Cache, bf16: bool = True) -> torch.Tensor:
     """Whole-network features [N, V * D] from a cache, in ``QualityNet.features`` layout."""
     n, v = c.taps.shape[:2]
     # bf16: tensor cores on CUDA, AMX on recent Xeons (1.6x fp32 for the CPU recipe's tail)
-    with torch.autocast(c.acts.device.type, dtype=torch.bfloat16):
+    with torch.autocast(c.acts.device.type, dtype=torch.bfloat16, enabled=bf16):
         t = tail_taps(net, k, c.acts.reshape(n * v, *c.acts.shape[2:])).float()
     return torch.cat([c.taps.reshape(n * v, -1), t], 1).reshape(n, -1)
 
 
 @torch.no_grad()
-def all_features(net: QualityNet, k: int, c: Cache, batch: int = 256) -> torch.Tensor:
-    return torch.cat([features(net, k, c.take(torch.arange(i, min(i + batch, len(c)), device=c.taps.device)))
+def all_features(net: QualityNet, k: int, c: Cache, batch: int = 256, bf16: bool = True) -> torch.Tensor:
+    return torch.cat([features(net, k, c.take(torch.arange(i, min(i + batch, len(c)), device=c.taps.device)), bf16)
                       for i in range(0, len(c), batch)])
 
 
