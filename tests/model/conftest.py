@@ -7,12 +7,17 @@ import pytest
 from PIL import Image
 
 import model
+from model import train
+from model.train_v1 import DEFAULT_OUT as V1_512
 from model.train_v1 import variant
 
+SHIPPED = {"v2-two-view": train.DEFAULT_OUT, "v2-global": train.GLOBAL_OUT, "v1-512px": V1_512, "v1-384px": variant(384)[2]}
 
-@pytest.fixture(scope="session", params=[model.DEFAULT_WEIGHTS, variant(384)[2]], ids=["512px", "384px"])
+
+@pytest.fixture(scope="session", params=list(SHIPPED.values()), ids=list(SHIPPED))
 def shipped(request: pytest.FixtureRequest) -> model.Predictor:
-    """Each shipped weights file: the default 512 px model and the faster 384 px variant."""
+    """Each shipped weights file: v2 with its detail view (the default), v2 global-only, and the
+    previous release v1.2.0 at 512 and 384 px."""
     return model.load(request.param, device="cpu", runtime="torch")
 
 

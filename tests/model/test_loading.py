@@ -8,30 +8,36 @@ import torch
 
 import model
 from model.testing import write_random_model
-from model.train_v1 import variant
-
-VARIANT_384 = variant(384)[2]
+from tests.model.conftest import SHIPPED
 
 
 def test_shipped_files_are_a_few_mb() -> None:
-    for path in (model.DEFAULT_WEIGHTS, VARIANT_384):
-        assert path.stat().st_size < 8 * 1024 * 1024  # heads only: "a few MB"
+    for path in SHIPPED.values():
+        assert path.stat().st_size < 10 * 1024 * 1024  # heads (+ v2's tuned blocks): "a few MB"
+
+
+def test_default_is_the_two_view_v2_model() -> None:
+    assert model.DEFAULT_WEIGHTS == SHIPPED["v2-two-view"]
+    m = model.load(device="cpu", runtime="torch")
+    assert m.views == ("global", "detail") and m.needs_full_resolution and m.version == "2.0.0"
 
 
 def test_shipped_file_loads(shipped: model.Predictor) -> None:
     assert shipped.heads == ("quality", "blur", "noise", "compression", "underexposure", "overexposure", "overlay")
     assert shipped.device == "cpu" and shipped.runtime == "torch"
-    if shipped.input_size == 512:
-        assert shipped.name == "imagegate-quality" and shipped.version.count(".") == 2
+    if shipped.input_size == 384:
+        assert shipped.name == "imagegate-quality-384"
+    elif shipped.views == ("global",) and shipped.version.startswith("2."):
+        assert shipped.name == "imagegate-quality-global" and shipped.version == "2.0.0-global"
     else:
-        assert shipped.input_size == 384 and shipped.name == "imagegate-quality-384"
+        assert shipped.input_size == 512 and shipped.name == "imagegate-quality" and shipped.version.count(".") == 2
 
 
-def test_variant_never_shares_a_version_with_the_default() -> None:
-    default, small = model.load(device="cpu", runtime="torch"), model.load(VARIANT_384, device="cpu", runtime="torch")
-    assert default.input_size == 512
-    # The worker keys cached results and scored-event ids by version.
-    assert small.version != default.version and small.version.startswith(default.version)
+def test_no_two_shipped_files_share_a_version() -> None:
+    # The worker keys cached results and scored-event ids by version: two files that score
+    # differently must never share one.
+    versions = [model.load(p, device="cpu", runtime="torch").version for p in SHIPPED.values()]
+    assert len(set(versions)) == len(versions), versions
 
 
 def test_missing_file_names_path(tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ def test_preprocess_shape_dtype_deterministic(shipped: model.Predictor) -> None:
     for img in (Image.new("RGB", (640, 480), (10, 200, 30)), Image.new("L", (33, 901), 128),
                 Image.new("RGBA", (512, 512), (1, 2, 3, 4))):
         t = shipped.preprocess(img)
-        assert t.shape == (3, S, S) and t.dtype == np.uint8 and t.flags.c_contiguous
+        assert t.shape == (3 * len(shipped.views), S, S) and t.dtype == np.uint8 and t.flags.c_contiguous
         assert np.array_equal(t, shipped.preprocess(img))
     rgb = Image.fromarray(np.random.default_rng(0).integers(0, 256, (300, 200, 3), dtype=np.uint8))
     t = shipped.preprocess(rgb)

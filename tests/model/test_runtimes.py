@@ -18,6 +18,8 @@ import model
 from model import checkpoint, data, export
 from model import distortions as D
 from model.testing import write_random_model
+from model.train_v1 import DEFAULT_OUT as V1_WEIGHTS
+from model.views import stack_views
 
 RUNTIMES = ["torch", "onnxruntime", "openvino"]
 
@@ -36,7 +38,9 @@ def photos(clean_photo: Image.Image) -> list[Image.Image]:
 def reference(photos: list[Image.Image]) -> dict[str, np.ndarray]:
     """The pre-runtime path: float32 preprocessing, QualityNet forward in fp32 torch eager."""
     net, meta = checkpoint.read(model.DEFAULT_WEIGHTS)
-    x = torch.stack([data.preprocess_image(im, int(meta["input_size"])) for im in photos])
+    views = tuple(meta.get("views", ("global",)))
+    x = torch.stack([data.normalise(torch.from_numpy(stack_views(im, int(meta["input_size"]), views)))
+                     for im in photos])
     with torch.inference_mode():
         raw = net(x).float()
     heads = tuple(meta["heads"])
@@ -67,22 +71,22 @@ def test_preprocess_is_uint8_chw_and_equals_float_path(photos: list[Image.Image]
     s = p.input_size
     for im in photos[:2] + [Image.new("L", (33, 901), 128), Image.new("RGBA", (512, 512), (1, 2, 3, 4))]:
         a = p.preprocess(im)
-        assert a.dtype == np.uint8 and a.shape == (3, s, s) and a.flags.c_contiguous
-        ref = data.preprocess_image(im, s)  # training's float path: same pixels, normalised
-        assert torch.equal(data.normalise(torch.from_numpy(a)), ref)
+        assert a.dtype == np.uint8 and a.shape == (3 * len(p.views), s, s) and a.flags.c_contiguous
+        ref = data.preprocess_image(im, s)  # training's float path of the global view: same pixels, normalised
+        assert torch.equal(data.normalise(torch.from_numpy(a[:3])), ref)
 
 
 def test_bad_batches_get_clear_errors() -> None:
     p = model.load(device="cpu", runtime="onnxruntime")
-    s = p.input_size
+    s, c = p.input_size, 3 * len(p.views)
     with pytest.raises(TypeError, match="uint8"):
-        p.predict(np.zeros((1, 3, s, s), np.float32))
+        p.predict(np.zeros((1, c, s, s), np.float32))
     with pytest.raises(TypeError, match="uint8"):
-        p.predict(torch.zeros(1, 3, s, s, dtype=torch.uint8))
-    with pytest.raises(ValueError, match=f"3, {s}, {s}"):
-        p.predict(np.zeros((1, 3, s, s - 1), np.uint8))
+        p.predict(torch.zeros(1, c, s, s, dtype=torch.uint8))
+    with pytest.raises(ValueError, match=f"{c}, {s}, {s}"):
+        p.predict(np.zeros((1, c, s, s - 1), np.uint8))
     with pytest.raises(ValueError):
-        p.predict(np.zeros((0, 3, s, s), np.uint8))
+        p.predict(np.zeros((0, c, s, s), np.uint8))
 
 
 def test_unknown_runtime_names_the_known_ones() -> None:
@@ -125,12 +129,13 @@ def test_export_is_reproducible_cached_and_batch_dynamic(tmp_path: Path, monkeyp
 
 
 def test_decode_gives_model_input_from_the_drafted_jpeg(photos: list[Image.Image], monkeypatch: pytest.MonkeyPatch) -> None:
-    """A 4x-oversized JPEG is DCT-downscaled while decoding, and lands as the model's uint8 input."""
+    """A 4x-oversized JPEG is DCT-downscaled while decoding, and lands as the model's uint8 input
+    (a single-view model: the v2 default reads full resolution, see test_views_model.py)."""
     import io
 
     from consumer import decode as dec
 
-    p = model.load(device="cpu", runtime="onnxruntime")
+    p = model.load(V1_WEIGHTS, device="cpu", runtime="onnxruntime")
     s = p.input_size
     big = photos[0].resize((4 * s + 8, 4 * s))
     buf = io.BytesIO()
