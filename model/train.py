@@ -145,6 +145,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--epochs", type=int, default=None, help="epochs with the trunk training: default 12 on CUDA, 2 on CPU")
     ap.add_argument("--head-epochs", type=int, default=HEAD_EPOCHS, help="epochs of the heads-only refits")
     ap.add_argument("--workers", type=int, default=None, help="image-rendering processes (default: cores - 1)")
+    ap.add_argument("--trunk-from", type=Path, default=None,
+                    help="take the tuned trunk blocks from this weights file and only refit the heads")
     ap.add_argument("--max-minutes", type=float, default=None,
                     help="stop starting epochs that would end later than this many minutes after the start")
     ap.add_argument("--limit", type=int, default=None,
@@ -199,8 +201,16 @@ def main(argv: list[str] | None = None) -> dict:
 
     fits: dict = {}
     k_saved = k  # first trunk block the files store (none when the trunk was not tuned)
-    print("two views, trunk from block %d + heads:" % k, flush=True)
-    if epochs > 0:
+    if args.trunk_from:  # refit the heads on a trunk tuned earlier (its file's tuned blocks)
+        from .checkpoint import read
+
+        tuned, tmeta = read(args.trunk_from)
+        net.trunk.load_state_dict(tuned.trunk.state_dict())
+        fits["trunk_from"] = {"file": args.trunk_from.name, "version": tmeta.get("version"),
+                              "fits": tmeta.get("training", {}).get("fits", {}).get("two_view")}
+        print(f"trunk taken from {args.trunk_from}", flush=True)
+    elif epochs > 0:
+        print("two views, trunk from block %d + heads:" % k, flush=True)
         net = finetune.fit(net, k, train, hold, tune_trunk=True, epochs=epochs, seed=args.seed, batch=BATCH,
                            log=fits.setdefault("two_view", {}), deadline=deadline - 300 if deadline else None)
     else:  # --epochs 0: the ImageNet trunk as it is (the comparison without fine-tuning)
