@@ -102,23 +102,31 @@ def test_random_plumbing_model_outputs_depend_strongly_on_the_input(tmp_path: Pa
     assert max(abs(float(out[h][0] - out[h][1])) for h in m.heads if h != "quality") > 0.1
 
 
-def _shipped_blob() -> dict:
-    return torch.load(model.DEFAULT_WEIGHTS, map_location="cpu", weights_only=True)
+def _shipped_blob(path: Path = model.DEFAULT_WEIGHTS) -> dict:
+    return torch.load(path, map_location="cpu", weights_only=True)
 
 
-def test_shipped_file_references_the_pinned_imagenet_trunk(shipped: model.Predictor) -> None:
-    """The file stores the trained heads only; the frozen trunk comes from the wheel, checked by digest."""
+@pytest.mark.parametrize("name", list(SHIPPED))
+def test_shipped_file_references_the_pinned_imagenet_trunk(name: str) -> None:
+    """The file stores the trained heads and only the trunk blocks training tuned (v2: block 15 and
+    the head conv; v1: none); the rest of the trunk comes from the wheel, checked by digest."""
     from model.architecture import IMAGENET_WHEEL, QualityNet, load_imagenet_lite0, trunk_digest
 
-    blob = _shipped_blob()
-    assert not any(k.startswith("trunk.") for k in blob["state_dict"])
+    blob = _shipped_blob(SHIPPED[name])
+    tuned = tuple(f"{b}." for b in blob["metadata"]["trunk"].get("tuned", []))
+    assert tuned == (("blocks.15.", "head.") if name.startswith("v2") else ())
+    stored = {k[len("trunk."):] for k in blob["state_dict"] if k.startswith("trunk.")}
+    assert all(k.startswith(tuned) for k in stored) and (bool(stored) == bool(tuned))
     assert blob["metadata"]["trunk"]["source"] == IMAGENET_WHEEL
     ref = QualityNet("efficientnet-lite0-mlsp", 64)
     load_imagenet_lite0(ref.trunk)
-    loaded = shipped.backend.net.trunk.state_dict()
+    assert trunk_digest(ref.trunk) == blob["metadata"]["trunk"]["sha1"]  # the wheel it was trained on
+    loaded = model.load(SHIPPED[name], device="cpu", runtime="torch").backend.net.trunk.state_dict()
     for k, v in ref.trunk.state_dict().items():
-        assert torch.equal(loaded[k].cpu(), v), k
-    assert trunk_digest(shipped.backend.net.trunk) == blob["metadata"]["trunk"]["sha1"]
+        if k.startswith(tuned) and v.dim() >= 2:
+            assert not torch.equal(loaded[k].cpu(), v), k  # the tuned weights, not the wheel's
+        elif not k.startswith(tuned):
+            assert torch.equal(loaded[k].cpu(), v), k
 
 
 def test_trunk_digest_mismatch_is_refused(tmp_path: Path) -> None:
