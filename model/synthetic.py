@@ -265,6 +265,22 @@ def build_items(split: str, seed: int = 0, view: int = 0) -> list[Item]:
     return items
 
 
+def biq_damage_sources(paths: list, mos: np.ndarray, train_idx: np.ndarray) -> list[int]:
+    """BIQ2021 training photos that are damaged for the synthetic sets, in index order: those
+    rated at or above the median training MOS (clean enough to be grade 0) and stored at
+    512 x 512 (so the clean photo's encoding is exactly that of the image the damage is applied to)."""
+    idx = sorted(int(i) for i in train_idx)
+    med = float(np.median(mos[np.asarray(idx)]))
+    out = []
+    for i in idx:
+        if mos[i] < med:
+            continue
+        with Image.open(paths[i]) as im:
+            if im.size == (CROP, CROP):
+                out.append(i)
+    return out
+
+
 def build_biq_items(paths: list, mos: np.ndarray, train_idx: np.ndarray, seed: int = 0, rnd: int = 0
                     ) -> list[Item]:
     """Distorted versions of BIQ2021 *training-split* photos (never validation ones).
@@ -278,17 +294,10 @@ def build_biq_items(paths: list, mos: np.ndarray, train_idx: np.ndarray, seed: i
     on its own.
     """
     rng = np.random.default_rng([seed, 2021, rnd])
-    idx = np.asarray(sorted(int(i) for i in train_idx))
-    med = float(np.median(mos[idx]))
     names = list(DISTORTIONS)
     items: list[Item] = []
-    for i in idx:
-        if mos[i] < med:
-            continue
-        with Image.open(paths[i]) as im:
-            if im.size != (CROP, CROP):
-                continue
-        src, path = BIQ_SOURCE_BASE + int(i), str(paths[i])
+    for i in biq_damage_sources(paths, mos, train_idx):
+        src, path = BIQ_SOURCE_BASE + i, str(paths[i])
         if rnd == 0:
             for j in rng.choice(len(names), 2, replace=False):
                 items.append(Item(src, [(names[int(j)], int(rng.integers(1, 5)))], int(rng.integers(2**31)), path))
@@ -342,17 +351,10 @@ def build_biq_acq_items(paths: list, mos: np.ndarray, train_idx: np.ndarray, see
     photos are 512 px, so here the global and the detail view both see native pixels.
     """
     rng = np.random.default_rng([seed, 14, 2021, rnd])
-    idx = np.asarray(sorted(int(i) for i in train_idx))
-    med = float(np.median(mos[idx]))
     names = list(acquisition.ACQUISITION)
     items: list[Item] = []
-    for i in idx:
-        if mos[i] < med:
-            continue
-        with Image.open(paths[i]) as im:
-            if im.size != (CROP, CROP):
-                continue
-        items.append(Item(BIQ_SOURCE_BASE + int(i), [(names[int(rng.integers(len(names)))], int(rng.integers(1, 5)))],
+    for i in biq_damage_sources(paths, mos, train_idx):
+        items.append(Item(BIQ_SOURCE_BASE + i, [(names[int(rng.integers(len(names)))], int(rng.integers(1, 5)))],
                           int(rng.integers(2**31)), str(paths[i])))
     return items
 
