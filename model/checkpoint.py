@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 FORMAT = "imagegate-model/1"
-DEFAULT_WEIGHTS: Path = Path(__file__).resolve().parent / "weights" / "imagegate-quality-v2.pt"
+DEFAULT_WEIGHTS: Path = Path(__file__).resolve().parent / "weights" / "imagegate-quality-v1.pt"
 
 
 class ModelLoadError(RuntimeError):
