@@ -27,3 +27,23 @@ def clean_photo() -> Image.Image:
     from skimage import data
 
     return Image.fromarray(np.asarray(data.astronaut())).convert("RGB")
+
+
+FAKE_BIQ_N = 40
+
+
+@pytest.fixture
+def fake_biq(tmp_path, monkeypatch: pytest.MonkeyPatch):
+    """A small fake BIQ2021 folder (uniform 512 px photos, distinct MOS) behind ``data.load_biq``:
+    the split tests of both training recipes run on it, with no datasets."""
+    from model import data
+
+    rng = np.random.default_rng(3)
+    paths = []
+    for i in range(FAKE_BIQ_N):
+        p = tmp_path / f"biq{i:03d}.jpg"
+        Image.new("RGB", (512, 512), tuple(int(v) for v in rng.integers(0, 256, 3))).save(p, quality=80)
+        paths.append(p)
+    mos = rng.permutation(np.linspace(0.05, 0.95, FAKE_BIQ_N)).astype(np.float32)
+    monkeypatch.setattr(data, "load_biq", lambda root=None: (list(paths), mos.copy()))
+    return paths, mos

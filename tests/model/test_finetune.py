@@ -93,16 +93,9 @@ class _Stop(Exception):
     pass
 
 
-def test_v2_training_never_opens_a_validation_photo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    n = 40
-    rng = np.random.default_rng(3)
-    paths = []
-    for i in range(n):
-        p = tmp_path / f"biq{i:03d}.jpg"
-        Image.new("RGB", (512, 512), tuple(int(v) for v in rng.integers(0, 256, 3))).save(p, quality=80)
-        paths.append(p)
-    mos = rng.permutation(np.linspace(0.05, 0.95, n)).astype(np.float32)
-    monkeypatch.setattr(data, "load_biq", lambda root=None: (list(paths), mos.copy()))
+def test_v2_training_never_opens_a_validation_photo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fake_biq) -> None:
+    paths, _ = fake_biq
+    n = len(paths)
     monkeypatch.setattr(data, "CACHE_DIR", tmp_path / "cache")  # no encoding saved from an earlier run
     monkeypatch.setattr(synthetic, "sources", lambda: ())  # no Debian photos needed
     opened: list[str] = []

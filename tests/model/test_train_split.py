@@ -10,34 +10,21 @@ feature extraction, no datasets, no Debian image packages: it takes seconds.
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from model import data, features, synthetic
 from model import train_v1 as train_mod
 from model.architecture import QualityNet
 
-N_BIQ = 40
+from tests.model.conftest import FAKE_BIQ_N as N_BIQ
 
 
 class _Fitted(Exception):
     """Raised by the fit_heads spy: everything after the fit is out of scope here."""
 
 
-@pytest.fixture
-def fake_biq(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[list[Path], np.ndarray]:
-    rng = np.random.default_rng(3)
-    paths = []
-    for i in range(N_BIQ):
-        p = tmp_path / f"biq{i:03d}.jpg"
-        Image.new("RGB", (512, 512), tuple(int(v) for v in rng.integers(0, 256, 3))).save(p, quality=80)
-        paths.append(p)
-    mos = rng.permutation(np.linspace(0.05, 0.95, N_BIQ)).astype(np.float32)
-    monkeypatch.setattr(data, "load_biq", lambda root=None: (list(paths), mos.copy()))
-    return paths, mos
 
 
 @pytest.fixture
