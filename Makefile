@@ -57,10 +57,13 @@ schemas: $(EDITABLE)
 	$(PY) -m consumer.events --write deploy/schemas
 
 train: $(EDITABLE)
-	$(PY) -m model.train
+	$(PY) -m training.train
 
 evaluate: $(EDITABLE)
-	$(PY) -m model.evaluate
+	$(PY) -m training.evaluate
+
+evaluate-products: $(EDITABLE)
+	$(PY) -m training.product_eval
 
 # Mutation check, on demand (not part of `make test`): mutmut mutates consumer/offsets.py, fetch.py
 # and policy.py (setup.cfg [mutmut]) and runs the unit tests against each mutant; the list printed

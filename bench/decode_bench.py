@@ -32,7 +32,7 @@ SIZES = {"0.3MP": (640, 480), "1MP": (1152, 864), "4MP": (2304, 1728), "12MP": (
 
 def _float32(img, size: int) -> np.ndarray:
     """The float path as it was: uint8 pixels -> float32 normalised [3, S, S] (torch, as before)."""
-    from model.data import preprocess_image
+    from training.data import preprocess_image
 
     return preprocess_image(img, size).numpy()
 

@@ -1,7 +1,12 @@
-"""imagegate quality model: ``model.load()`` -> predictor with ``preprocess`` and ``predict``.
+"""imagegate quality model, inference only: ``model.load()`` -> predictor with ``preprocess`` and ``predict``.
 
-Kept free of Kafka/Redis imports (and of torch, until a runtime that needs it is chosen);
-training/evaluation live in ``model.train`` and ``model.evaluate`` and need the ``train`` extras.
+Owns what the worker runs: the network (``architecture``), weights files (``checkpoint``,
+``weights/``), preprocessing and views, the runtimes and the ONNX export, plus ``testing``'s
+random plumbing model. May import numpy, Pillow, torch, ONNX Runtime and OpenVINO (torch only
+once a runtime that needs it is chosen), and nothing else of ours: never ``consumer``,
+``producer_tools`` or ``training`` (tests/unit/test_layering.py checks this). Training and
+evaluation live in ``training`` (``python -m training.train`` / ``training.evaluate``, with
+the ``train`` extras).
 """
 
 from .predictor import DEFAULT_WEIGHTS, ModelLoadError, Predictor, load

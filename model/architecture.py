@@ -30,7 +30,7 @@ LITE0_TAP_CHANNELS: tuple[int, ...] = (
 )
 
 
-def _mean_std(x: torch.Tensor) -> torch.Tensor:
+def mean_std(x: torch.Tensor) -> torch.Tensor:
     """Global mean and std over space, float32 for stable statistics -> [N, 2C]."""
     x = x.float()
     std, mean = torch.std_mean(x, dim=(2, 3), correction=0)
@@ -60,8 +60,8 @@ class Lite0Taps(nn.Module):
         feats = []
         for block in self.blocks:
             x = block(x)
-            feats.append(_mean_std(x))
-        feats.append(_mean_std(self.head(x)))
+            feats.append(mean_std(x))
+        feats.append(mean_std(self.head(x)))
         return torch.cat(feats, dim=1)
 
 
@@ -79,7 +79,7 @@ class TinyTaps(nn.Module):
         feats = []
         for conv in self.convs:
             x = torch.relu(conv(x))
-            feats.append(_mean_std(x))
+            feats.append(mean_std(x))
         return torch.cat(feats, dim=1)
 
 

@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 FORMAT = "imagegate-model/1"
-DEFAULT_WEIGHTS: Path = Path(__file__).resolve().parent / "weights" / "imagegate-quality-v1.pt"
+WEIGHTS_DIR: Path = Path(__file__).resolve().parent / "weights"  # shipped files; training writes here too
+DEFAULT_WEIGHTS: Path = WEIGHTS_DIR / "imagegate-quality-v1.pt"
 
 
 class ModelLoadError(RuntimeError):

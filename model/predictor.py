@@ -71,7 +71,7 @@ class Predictor:
 
 
 def load(path: str | os.PathLike | None = None, device: str = "auto", runtime: str | None = None) -> Predictor:
-    """Load a weights file written by ``model.train`` (or ``model.testing``); None -> DEFAULT_WEIGHTS.
+    """Load a weights file written by ``training.train`` (or ``model.testing``); None -> DEFAULT_WEIGHTS.
 
     ``runtime`` None -> ``IMAGEGATE_RUNTIME``, else the fastest measured runtime for the device.
     Raises ``ModelLoadError`` for a bad file, an unknown runtime or one that cannot run here.

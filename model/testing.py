@@ -9,8 +9,8 @@ from pathlib import Path
 import torch
 
 from .architecture import HEADS, QualityNet
-from .data import MEAN, STD
 from .checkpoint import FORMAT
+from .preprocess import MEAN, STD
 from .views import check_views
 
 # Head-layer gain after calibration: logits then spread by about this many units across inputs.

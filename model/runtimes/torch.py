@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from .. import checkpoint
-from ..data import normalise
+from ..preprocess import normalise
 from . import ModelMeta, cpu_threads
 
 

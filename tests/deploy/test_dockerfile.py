@@ -104,5 +104,5 @@ def test_weights_are_baked_in_and_load_at_build(text):
 
 def test_dockerignore_keeps_the_context_small():
     ignored = (DOCKERFILE.parent / "Dockerfile.dockerignore").read_text().split()
-    for path in (".venv", ".git", "tests", "model/.cache"):
+    for path in (".venv", ".git", "tests", "training/.cache"):
         assert path in ignored

@@ -7,9 +7,9 @@ import pytest
 from PIL import Image
 
 import model
-from model import train
-from model.train_v1 import DEFAULT_OUT as V1_512
-from model.train_v1 import variant
+from training import train
+from training.train_v1 import DEFAULT_OUT as V1_512
+from training.train_v1 import variant
 
 SHIPPED = {"v2-two-view": train.DEFAULT_OUT, "v2-global": train.GLOBAL_OUT, "v1-512px": V1_512, "v1-384px": variant(384)[2]}
 
@@ -36,7 +36,7 @@ FAKE_BIQ_N = 40
 def fake_biq(tmp_path, monkeypatch: pytest.MonkeyPatch):
     """A small fake BIQ2021 folder (uniform 512 px photos, distinct MOS) behind ``data.load_biq``:
     the split tests of both training recipes run on it, with no datasets."""
-    from model import data
+    from training import data
 
     rng = np.random.default_rng(3)
     paths = []

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from model import acquisition as acq
-from model.distortions import DISTORTION_HEADS
+from training import acquisition as acq
+from training.distortions import DISTORTION_HEADS
 
 
 @pytest.fixture(scope="module")

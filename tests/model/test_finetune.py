@@ -1,9 +1,9 @@
-"""Partial fine-tuning (``model.finetune``) and the v2 training entry point (``model.train``).
+"""Partial fine-tuning (``training.finetune``) and the v2 training entry point (``training.train``).
 
 The cache is only worth having if the network computes exactly what training saw: the cached
 front + trained tail must give ``QualityNet.features`` for the same images, and a weights file
 must bring back the tuned blocks over the pinned ImageNet trunk. The split test runs the real
-``model.train.main`` on a fake BIQ folder with the encoder replaced by a stand-in that only
+``training.train.main`` on a fake BIQ folder with the encoder replaced by a stand-in that only
 records which photos it was given (no trunk runs, no datasets, no Debian packages).
 """
 
@@ -16,11 +16,12 @@ import pytest
 import torch
 from PIL import Image
 
-from model import checkpoint, data, finetune, synthetic
-from model import train as train_v2
+from model import checkpoint
 from model.architecture import HEADS, QualityNet, load_imagenet_lite0, trunk_digest
-from model.features import ARCH
 from model.views import DETAIL, GLOBAL
+from training import data, finetune, synthetic
+from training import train as train_v2
+from training.features import ARCH
 
 SIZE = 64  # Lite0 is fully convolutional: a small input keeps these tests fast
 

@@ -5,7 +5,7 @@ import pytest
 from PIL import Image
 
 import model
-from model import distortions as D
+from training import distortions as D
 
 
 def test_preprocess_shape_dtype_deterministic(shipped: model.Predictor) -> None:

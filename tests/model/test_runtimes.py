@@ -15,11 +15,12 @@ import torch
 from PIL import Image
 
 import model
-from model import checkpoint, data, export
-from model import distortions as D
+from model import checkpoint, export
 from model.testing import write_random_model
-from model.train_v1 import DEFAULT_OUT as V1_WEIGHTS
 from model.views import stack_views
+from training import data
+from training import distortions as D
+from training.train_v1 import DEFAULT_OUT as V1_WEIGHTS
 
 RUNTIMES = ["torch", "onnxruntime", "openvino"]
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from model import synthetic
+from training import synthetic
 
 
 @pytest.fixture

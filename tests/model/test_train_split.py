@@ -1,9 +1,9 @@
-"""`python -m model.train` fits only on the BIQ2021 training split; the validation split stays unseen.
+"""`python -m training.train` fits only on the BIQ2021 training split; the validation split stays unseen.
 
 The model card's validation figures mean something only if no validation photo reached a fit,
 neither directly (BIQ features + MOS for the quality head) nor through the synthetic table
 (distorted BIQ photos and their clean sources, negatives for the detectors). This runs the real
-`model.train.main` on a small fake BIQ folder with the feature extractor replaced by a stand-in
+`training.train.main` on a small fake BIQ folder with the feature extractor replaced by a stand-in
 whose "features" are the photo's index, and stops at `fit_heads` to read what it was given. No
 feature extraction, no datasets, no Debian image packages: it takes seconds.
 """
@@ -14,9 +14,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from model import data, features, synthetic
-from model import train_v1 as train_mod
 from model.architecture import QualityNet
+from training import data, features, synthetic
+from training import train_v1 as train_mod
 
 from tests.model.conftest import FAKE_BIQ_N as N_BIQ
 
@@ -29,7 +29,7 @@ class _Fitted(Exception):
 
 @pytest.fixture
 def seen_by_fit(fake_biq, monkeypatch: pytest.MonkeyPatch) -> dict[str, np.ndarray]:
-    """Run model.train.main up to fit_heads; return its BIQ rows, MOS, groups and synthetic rows.
+    """Run training.train.main up to fit_heads; return its BIQ rows, MOS, groups and synthetic rows.
 
     Each feature row is [BIQ_SOURCE_BASE + photo index] for anything made from BIQ photo i
     (the clean photo or a distorted version of it), so the rows say which photos reached the fit.

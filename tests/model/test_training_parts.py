@@ -9,10 +9,10 @@ import pytest
 import torch
 from PIL import Image
 
-from model import synthetic
-from model.evaluate import _per_series_srocc
-from model.train_v1 import DEFAULT_OUT, NAME, VERSION, _rank_loss, variant
-from model.train_v1 import main as train_main
+from training import synthetic
+from training.evaluate import _per_series_srocc
+from training.train_v1 import DEFAULT_OUT, NAME, VERSION, _rank_loss, variant
+from training.train_v1 import main as train_main
 
 
 def _fake_biq(tmp_path: Path) -> tuple[list[Path], np.ndarray]:

@@ -133,16 +133,36 @@ def test_decode_hands_a_two_view_model_the_full_resolution_jpeg(files: dict[int,
 def test_int8_calibration_feeds_the_models_views(files: dict[int, Path], tmp_path: Path,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     """The experimental int8 export calibrates on [N, 6, S, S] for a 2-view model (generated images
-    stand in for the BIQ2021 calibration sample)."""
-    from model import export, quantize
+    stand in for the BIQ2021 calibration sample). ``training.quantize`` builds it where
+    ``model.export`` (and so the *-int8 runtimes) read it."""
+    from model import export
+    from training import quantize
 
     paths = []
     for i in range(3):
         paths.append(tmp_path / f"cal{i}.jpg")
         photo(300, 200, seed=20 + i).save(paths[-1], quality=90)
     monkeypatch.setattr(quantize, "calibration_paths", lambda n=0, root=None: paths)
+    built = quantize.build(files[2])
     path, meta = export.ensure(files[2], "int8")
+    assert (path, meta) == built and path == export.artefact(files[2], "int8")
     assert path.is_file() and meta["views"] == list(TWO) and meta["precision"] == "int8"
     p = model.load(files[2], device="cpu", runtime="onnxruntime-int8")
     out = p.predict(np.stack([p.preprocess(photo(400, 300, seed=i)) for i in range(2)]))
     assert all(np.isfinite(v).all() for v in out.values())
+
+
+def test_int8_is_read_never_built_on_demand(files: dict[int, Path], tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """Calibration needs the training photos, which a worker has not: a missing int8 graph is a
+    clear error naming the command that builds it, and nothing is written to the cache."""
+    from model import export
+    from model.runtimes import RuntimeUnavailable
+
+    monkeypatch.setenv("IMAGEGATE_CACHE_DIR", str(tmp_path / "empty-cache"))
+    with pytest.raises(RuntimeUnavailable, match=r"python -m training\.quantize"):
+        export.ensure(files[1], "int8")
+    with pytest.raises(model.ModelLoadError, match=r"python -m training\.quantize"):
+        model.load(files[1], device="cpu", runtime="onnxruntime-int8")
+    assert not export.artefact(files[1], "int8").exists()
+    assert not export.artefact(files[1], "int8").with_suffix(".json").exists()

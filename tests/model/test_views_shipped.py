@@ -1,7 +1,7 @@
 """The shipped v2 model's detail view sees damage that only shows at 100 % zoom.
 
 A collage of six package sample photos at 1:1 (1200 x 800 px, sharp at native resolution) gets
-camera-made sensor noise and defocus at native resolution (``model.acquisition``, level 2). The
+camera-made sensor noise and defocus at native resolution (``training.acquisition``, level 2). The
 global view shrinks it 2.3x, which hides much of that damage; the detail view reads native pixels.
 Checked against the global-only file trained on the same trunk, so what differs is the view.
 """
@@ -13,8 +13,8 @@ import pytest
 from PIL import Image
 
 import model
-from model import acquisition
-from model import train as train_v2
+from training import acquisition
+from training import train as train_v2
 
 
 def _collage() -> Image.Image:

@@ -1,6 +1,6 @@
 """The product-photo evaluation set without the model: its expectations and the measured rules.
 
-The model-dependent half (heads, score) is what `python -m model.product_eval` measures; here
+The model-dependent half (heads, score) is what `python -m training.product_eval` measures; here
 every measured rule must give exactly the expected codes on every generated image, so a change
 to consumer/signals.py that breaks one is caught in `make test`.
 """
@@ -14,7 +14,7 @@ from consumer.decode import DecodeError, DecodeLimits, open_rgb
 from consumer.events import ReasonCode
 from consumer.policy import HEADS, Policy
 from consumer.signals import measure
-from model import product_eval
+from training import product_eval
 
 MEASURED = {"low_resolution", "bad_aspect_ratio", "background_not_white", "product_too_small", "border", "product_cropped"}
 NEUTRAL_HEADS = {"quality": 80.0, **{h: 0.0 for h in HEADS}}

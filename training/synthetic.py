@@ -315,7 +315,7 @@ ACQ_MIXES = (("sensor_noise", "jpeg"), ("camera_shake", "sensor_noise"), ("defoc
 
 
 def build_acq_items(split: str, seed: int = 0, train_levels: int = 2) -> list[Item]:
-    """Camera-made damage (``model.acquisition``) on whole package photos at native resolution.
+    """Camera-made damage (``training.acquisition``) on whole package photos at native resolution.
 
     train: per training photo the clean photo, every acquisition damage at ``train_levels``
     random levels and one mixture. Evaluation splits ("test", "hires"): the clean photo and every damage at every

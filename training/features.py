@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from .architecture import QualityNet, load_imagenet_lite0
+from model.architecture import QualityNet, load_imagenet_lite0
 
 ARCH = "efficientnet-lite0-mlsp"
 INPUT_SIZE = 512

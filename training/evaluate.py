@@ -1,4 +1,4 @@
-"""Evaluate weights files side by side: ``python -m model.evaluate [--weights PATH ...]``.
+"""Evaluate weights files side by side: ``python -m training.evaluate [--weights PATH ...]``.
 
 Reports, as markdown tables (the ones copied into MODEL_CARD.md):
 
@@ -12,7 +12,7 @@ Reports, as markdown tables (the ones copied into MODEL_CARD.md):
 * CPU throughput of ``predict`` at batch 32 and the weights file size.
 
 Since v2 every figure is end to end: each image is rendered once, turned into the model inputs
-of both views (``model.views``; cached under ``model/.cache/``), and scored by each model's
+of both views (``model.views``; cached under ``training/.cache/``), and scored by each model's
 ``predict`` with the chosen runtime (default: the worker's CPU default). A one-view model reads
 the first three channels, which are exactly its own ``preprocess`` of the same image.
 
@@ -20,7 +20,7 @@ Sets (none is ever used in training):
 
 * BIQ2021 validation split (900 real photos with MOS);
 * synthetic test: classic distortions of the 13 test photos' 512 px crops (v1's table);
-* camera test: camera-made damage (``model.acquisition``) at every level on the whole test
+* camera test: camera-made damage (``training.acquisition``) at every level on the whole test
   photos at their native resolution (0.3-6 MP);
 * high-resolution test: the same on every held-out photo of at least 2 MP (test and "hires"
   splits; 2-20 MP), where damage at 100 % zoom may be invisible at 512 px.
@@ -35,11 +35,12 @@ from pathlib import Path
 
 import numpy as np
 
+from model.predictor import load
+from model.runtimes import REGISTRY, cpu_threads
+from model.views import DETAIL, GLOBAL
+
 from . import data, synthetic
 from .distortions import DISTORTION_HEADS
-from .predictor import load
-from .runtimes import cpu_threads
-from .views import DETAIL, GLOBAL
 
 BRISQUE_MODEL = "/usr/share/opencv4/quality/brisque_model_live.yml"
 BRISQUE_RANGE = "/usr/share/opencv4/quality/brisque_range_live.yml"
@@ -127,9 +128,13 @@ def biq_val_by_runtime(runtimes: list[str], weights: Path, datasets_dir: str | N
     """
     from PIL import Image
 
+    from . import quantize
+
     paths, mos = data.load_biq(datasets_dir)
     _, va = data.biq_split(len(mos))
     va = va[:limit] if limit else va
+    if any(REGISTRY.get(rt, ("", "", {}))[2].get("precision") == "int8" for rt in runtimes):
+        quantize.build(weights, datasets_dir)  # the *-int8 runtimes only read it (model.export.ensure)
     preds = {rt: load(weights, "cpu", runtime=rt) for rt in runtimes}
     first = next(iter(preds.values()))
     scores: dict[str, list[np.ndarray]] = {rt: [] for rt in runtimes}

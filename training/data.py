@@ -1,7 +1,8 @@
-"""Datasets, the fixed validation split, preprocessing and the feature cache.
+"""Datasets, the fixed validation split, training-side preprocessing and the feature cache.
 
-Preprocessing lives here (not in the predictor) so training, evaluation and
-inference all go through the very same function.
+The pixels and the normalisation come from ``model.preprocess`` (``preprocess_uint8``,
+``normalise``, ``MEAN``/``STD``, re-exported here), so training, evaluation and inference all
+go through the very same functions.
 """
 
 from __future__ import annotations
@@ -16,10 +17,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .preprocess import MEAN, STD, preprocess_uint8
+from model.preprocess import MEAN, STD, normalise, preprocess_uint8
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-CACHE_DIR = Path(__file__).resolve().parent / ".cache"
+CACHE_DIR = Path(__file__).resolve().parent / ".cache"  # training/.cache/ (gitignored)
 BIQ_SUBDIR = "biq2021-ss03-train"
 VAL_FRACTION = 0.15
 SPLIT_SEED = 20211  # fixed: the validation split must never move between runs
@@ -32,22 +33,6 @@ def datasets_dir(override: str | os.PathLike | None = None) -> Path:
     if env:
         return Path(env)
     return (REPO_ROOT / ".." / "shared" / "datasets").resolve()
-
-
-def normalise(x: torch.Tensor, mean: Sequence[float] = MEAN, std: Sequence[float] = STD) -> torch.Tensor:
-    """uint8 [..., 3V, S, S] -> float32 normalised; the very ops the exported graph starts with.
-
-    V channel-stacked views (model.views) share the per-colour mean/std, tiled once per view.
-    The channel count is static in the exported graph (only N is dynamic), so the tiling is a
-    constant there; for V = 1 the ops are exactly the single-view ones (same export bytes).
-    """
-    c = int(x.shape[-3])
-    if c % 3:
-        raise ValueError(f"expected 3 channels per view, got {c} channels")
-    mean, std = [float(v) for v in mean] * (c // 3), [float(v) for v in std] * (c // 3)
-    m = torch.tensor(mean, dtype=torch.float32, device=x.device).view(c, 1, 1)
-    s = torch.tensor(std, dtype=torch.float32, device=x.device).view(c, 1, 1)
-    return (x.float() / 255.0 - m) / s
 
 
 def preprocess_image(img: Image.Image, size: int, mean: Sequence[float] = MEAN, std: Sequence[float] = STD) -> torch.Tensor:
@@ -123,7 +108,7 @@ def cached_features(
     tag: str,
     device: torch.device | str = "cpu",
 ) -> np.ndarray:
-    """Features for ``ids``, computed once and kept under ``model/.cache/`` (gitignored)."""
+    """Features for ``ids``, computed once and kept under ``training/.cache/`` (gitignored)."""
     CACHE_DIR.mkdir(parents=True, exist_ok=True)
     path = cache_path(name, ids, size, tag)
     if path.exists():
