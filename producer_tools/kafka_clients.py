@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -16,14 +17,25 @@ from producer_tools.exit_codes import UsageError
 T = TypeVar("T")
 
 
+# librdkafka's own log lines (a refused connection is logged every few ms while it retries) go
+# to this logger, so a command that cannot reach the broker can end with one line instead of
+# hundreds; `imagegate` shows them with IMAGEGATE_LOG_LEVEL=DEBUG.
+LIBRDKAFKA_LOG = logging.getLogger("imagegate.librdkafka")
+
+
+def common(s: Settings) -> dict[str, Any]:
+    """The worker's client settings plus the log routing above, for every client the tools create."""
+    return {**s.kafka_common(), "logger": LIBRDKAFKA_LOG}
+
+
 def producer(s: Settings) -> Producer:
-    return Producer({**s.kafka_common(), "enable.idempotence": True, "acks": "all", "linger.ms": 5})
+    return Producer({**common(s), "enable.idempotence": True, "acks": "all", "linger.ms": 5})
 
 
 def reader(s: Settings, group_id: str | None = None, from_beginning: bool = True) -> Consumer:
     """A consumer for reading topics (tail, demo, tests): its own group unless told otherwise."""
     return Consumer({
-        **s.kafka_common(),
+        **common(s),
         "group.id": group_id or f"imagegate-reader-{uuid.uuid4().hex[:8]}",
         "auto.offset.reset": "earliest" if from_beginning else "latest",
         "enable.auto.commit": group_id is not None,
@@ -70,7 +82,7 @@ def create_topics(s: Settings, partitions: int | None = None, replication_factor
                   force: bool = False, timeout_s: float = 30.0) -> TopicsResult:
     """Create the input, output, DLQ (and backfill, when configured) topics if missing; existing ones
     are left as they are and reported with their partition and replica counts."""
-    admin = AdminClient(s.kafka_common())
+    admin = AdminClient(common(s))
     md = admin.list_topics(timeout=timeout_s)
     plan = plan_topics(len(md.brokers), partitions or s.topic_partitions,
                        replication_factor if replication_factor is not None else s.topic_replication_factor, force)

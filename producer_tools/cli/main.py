@@ -8,6 +8,7 @@ file, an unreachable Kafka or Redis) to one line on stderr and the documented ex
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 
@@ -65,12 +66,28 @@ def _one_line(e: BaseException) -> str:
     return " ".join(str(e).split()) or type(e).__name__
 
 
+def _librdkafka_log() -> None:
+    """librdkafka's retry chatter off the operator's screen unless asked for: the command's own
+    error line says what failed; IMAGEGATE_LOG_LEVEL=DEBUG shows the client's log as well."""
+    from producer_tools.kafka_clients import LIBRDKAFKA_LOG
+
+    LIBRDKAFKA_LOG.propagate = False
+    if os.environ.get("IMAGEGATE_LOG_LEVEL", "").upper() == "DEBUG":
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("librdkafka %(levelname)s %(message)s"))
+        LIBRDKAFKA_LOG.addHandler(handler)
+        LIBRDKAFKA_LOG.setLevel(logging.DEBUG)
+    else:
+        LIBRDKAFKA_LOG.addHandler(logging.NullHandler())
+
+
 def main(argv: list[str] | None = None) -> int:
     """Exit codes (producer_tools/exit_codes.py): 0 ok, 1 partial failure, 2 usage or configuration error."""
     import redis
-    from confluent_kafka import KafkaException
+    from confluent_kafka import KafkaError, KafkaException
 
     args = build_parser().parse_args(argv)  # argparse exits 2 on bad arguments
+    _librdkafka_log()
     name = f"imagegate {args.cmd}" + (f" {args.action}" if isinstance(getattr(args, "action", None), str) else "")
     try:
         return args.func(args)
@@ -82,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
         return exit_codes.USAGE
     except KafkaException as e:
         err = e.args[0] if e.args else e
-        print(f"{name}: Kafka error: {err}", file=sys.stderr)
+        print(f"{name}: Kafka error: {err.str() if isinstance(err, KafkaError) else _one_line(err)}", file=sys.stderr)
         return exit_codes.PARTIAL
     except redis.RedisError as e:  # unreachable, refused, timed out: the source could not be read
         print(f"{name}: Redis error: {_one_line(e)}", file=sys.stderr)

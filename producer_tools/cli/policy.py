@@ -36,7 +36,7 @@ def run(args) -> int:
     from producer_tools import policy_cmd
 
     paths = args.paths
-    for p in paths + ([args.policy_file] if args.action == "diff" else []):
+    for p in ([args.policy_file] if args.action == "diff" else []) + paths:
         if p != options.STDIN and not Path(p).is_file():
             raise exit_codes.UsageError(f"no such file: {p}")
     if args.action == "check":
