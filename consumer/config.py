@@ -23,6 +23,8 @@ KAFKA_PASSTHROUGH_PREFIX = "IMAGEGATE_KAFKA__"
 SAFETY_CRITICAL_KAFKA = ("enable.idempotence", "acks", "request.required.acks", "enable.auto.offset.store",
                          "enable.auto.commit", "enable.gapless.guarantee", "group.protocol",
                          "partition.assignment.strategy", "group.instance.id")
+# Topic settings people reach for through the passthrough; librdkafka would refuse them at client start.
+TOPIC_LEVEL_KAFKA = ("replication.factor", "min.insync.replicas")
 DEFAULT_POLICY_FILE = Path(__file__).parent / "policies" / "default.json"
 
 
@@ -49,6 +51,8 @@ class Settings(BaseSettings):
     topic_backfill: str | None = Field(
         None, description="optional second input topic for backfills; live uploads have priority over it")
     topic_partitions: int = Field(4, ge=1, description="partition count used when creating topics")
+    topic_replication_factor: int | None = Field(
+        None, ge=1, description="replication factor of topics `imagegate topics` creates; unset: min(3, brokers)")
     consume_batch: int = Field(200, ge=1, le=10_000)
     consume_timeout_s: float = Field(0.1, gt=0)
     event_max_bytes: int = Field(1 << 20, ge=1024)
@@ -133,6 +137,10 @@ class Settings(BaseSettings):
             raise ValueError(f"{', '.join(bad)} cannot be set through IMAGEGATE_KAFKA__*: the worker sets them "
                              "(at-least-once delivery depends on them; use IMAGEGATE_GROUP_PROTOCOL and "
                              "IMAGEGATE_GROUP_INSTANCE_ID for the group settings)")
+        topic_level = sorted(k for k in v if k in TOPIC_LEVEL_KAFKA)
+        if topic_level:
+            raise ValueError(f"{', '.join(topic_level)} is a topic setting, not a librdkafka client property: set "
+                             "IMAGEGATE_TOPIC_REPLICATION_FACTOR or use `imagegate topics --replication-factor`")
         return v
 
     @field_validator("runtime")

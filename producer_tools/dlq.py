@@ -24,6 +24,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, Topi
 from consumer import events
 from consumer.config import Settings
 from producer_tools.exit_codes import UsageError
+from producer_tools.kafka_clients import common as kafka_common
 from producer_tools.kafka_clients import with_coordinator_retry
 
 REPLAY_OF_HEADER = "imagegate_replay_of"
@@ -160,7 +161,7 @@ class DlqReader:
         self.group = group
         self.timeout_s = timeout_s
         self.consumer = Consumer({
-            **settings.kafka_common(),
+            **kafka_common(settings),
             "group.id": group or f"imagegate-dlq-reader-{uuid.uuid4().hex[:8]}",
             "enable.auto.commit": False,
             "enable.auto.offset.store": False,

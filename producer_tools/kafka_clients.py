@@ -2,50 +2,113 @@
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
+from dataclasses import dataclass, field
 from typing import Any, Callable, TypeVar
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from consumer.config import Settings
+from producer_tools.exit_codes import UsageError
 
 T = TypeVar("T")
 
 
+# librdkafka's own log lines (a refused connection is logged every few ms while it retries) go
+# to this logger, so a command that cannot reach the broker can end with one line instead of
+# hundreds; `imagegate` shows them with IMAGEGATE_LOG_LEVEL=DEBUG.
+LIBRDKAFKA_LOG = logging.getLogger("imagegate.librdkafka")
+
+
+def common(s: Settings) -> dict[str, Any]:
+    """The worker's client settings plus the log routing above, for every client the tools create."""
+    return {**s.kafka_common(), "logger": LIBRDKAFKA_LOG}
+
+
 def producer(s: Settings) -> Producer:
-    return Producer({**s.kafka_common(), "enable.idempotence": True, "acks": "all", "linger.ms": 5})
+    return Producer({**common(s), "enable.idempotence": True, "acks": "all", "linger.ms": 5})
 
 
 def reader(s: Settings, group_id: str | None = None, from_beginning: bool = True) -> Consumer:
     """A consumer for reading topics (tail, demo, tests): its own group unless told otherwise."""
     return Consumer({
-        **s.kafka_common(),
+        **common(s),
         "group.id": group_id or f"imagegate-reader-{uuid.uuid4().hex[:8]}",
         "auto.offset.reset": "earliest" if from_beginning else "latest",
         "enable.auto.commit": group_id is not None,
     })
 
 
-def ensure_topics(s: Settings, partitions: int | None = None, timeout_s: float = 30.0) -> list[str]:
-    """Create the input, output, DLQ (and backfill, when configured) topics if missing; returns the names created."""
-    admin = AdminClient(s.kafka_common())
-    existing = set(admin.list_topics(timeout=timeout_s).topics)
+@dataclass(frozen=True)
+class TopicPlan:
+    """How new topics are created: decided once from the cluster's size and the operator's ask."""
+
+    partitions: int
+    replication_factor: int
+    min_insync_replicas: int | None  # set on created topics when RF >= 3; else the broker's default
+    brokers: int
+
+
+def plan_topics(brokers: int, partitions: int, replication_factor: int | None, force: bool = False) -> TopicPlan:
+    """Replication factor: as asked, else min(3, brokers). A factor the cluster cannot hold is refused,
+    and so is RF 1 on a multi-broker cluster unless forced: one broker's disk would then hold the only
+    copy of every upload event and every verdict, which is the mistake a default of 1 used to make.
+    With RF >= 3, min.insync.replicas = RF - 1, so `acks=all` writes survive one broker down."""
+    if brokers < 1:
+        raise UsageError("the cluster reported no brokers: cannot choose a replication factor")
+    rf = replication_factor if replication_factor is not None else min(3, brokers)
+    if rf < 1:
+        raise UsageError(f"replication factor must be >= 1 (got {rf})")
+    if rf > brokers:
+        raise UsageError(f"replication factor {rf} needs at least {rf} brokers; the cluster has {brokers} "
+                         f"(use --replication-factor {brokers} or fewer)")
+    if rf == 1 and brokers > 1 and not force:
+        raise UsageError(f"replication factor 1 on a {brokers}-broker cluster keeps a single copy of every event: "
+                         f"use --replication-factor {min(3, brokers)}, or --force if that is really meant")
+    return TopicPlan(partitions, rf, max(1, rf - 1) if rf >= 3 else None, brokers)
+
+
+@dataclass
+class TopicsResult:
+    plan: TopicPlan
+    created: list[str] = field(default_factory=list)
+    existing: dict[str, tuple[int, int]] = field(default_factory=dict)  # name -> (partitions, replicas)
+
+
+def create_topics(s: Settings, partitions: int | None = None, replication_factor: int | None = None,
+                  force: bool = False, timeout_s: float = 30.0) -> TopicsResult:
+    """Create the input, output, DLQ (and backfill, when configured) topics if missing; existing ones
+    are left as they are and reported with their partition and replica counts."""
+    admin = AdminClient(common(s))
+    md = admin.list_topics(timeout=timeout_s)
+    plan = plan_topics(len(md.brokers), partitions or s.topic_partitions,
+                       replication_factor if replication_factor is not None else s.topic_replication_factor, force)
     want = [s.topic_in, s.topic_out, s.topic_dlq] + ([s.topic_backfill] if s.topic_backfill else [])
-    n = partitions or s.topic_partitions
-    new = [NewTopic(t, num_partitions=n, replication_factor=int(s.kafka.get("replication.factor", 1)))
-           for t in want if t not in existing]
-    created = []
+    result = TopicsResult(plan)
+    for t in want:
+        if t in md.topics and md.topics[t].error is None:
+            parts = md.topics[t].partitions
+            result.existing[t] = (len(parts), min((len(p.replicas) for p in parts.values()), default=0))
+    config = {"min.insync.replicas": str(plan.min_insync_replicas)} if plan.min_insync_replicas else {}
+    new = [NewTopic(t, num_partitions=plan.partitions, replication_factor=plan.replication_factor, config=config)
+           for t in want if t not in result.existing]
     if new:
         for topic, fut in admin.create_topics(new, operation_timeout=timeout_s).items():
             try:
                 fut.result()
-                created.append(topic)
+                result.created.append(topic)
             except KafkaException as e:
                 if "TOPIC_ALREADY_EXISTS" not in str(e):
                     raise
-    return created
+    return result
+
+
+def ensure_topics(s: Settings, partitions: int | None = None, timeout_s: float = 30.0) -> list[str]:
+    """`create_topics` with the settings' replication factor; returns the names created."""
+    return create_topics(s, partitions, timeout_s=timeout_s).created
 
 
 def decode_value(raw: bytes | None) -> Any:

@@ -8,6 +8,7 @@ be replayed over results already scored (an `image_scored` topic, `imagegate tai
 from __future__ import annotations
 
 import json
+import sys
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -65,9 +66,12 @@ def stored_from(obj: Any, where: str) -> Stored | None:
 
 
 def read_jsonl(paths: Iterable[Path]) -> list[Stored]:
+    """Stored results from JSON-lines files; the path `-` is stdin (`imagegate tail ... | policy diff -`)."""
     out = []
     for path in paths:
-        for n, line in enumerate(Path(path).read_text().splitlines(), 1):
+        text = sys.stdin.read() if str(path) == "-" else Path(path).read_text()
+        path = "<stdin>" if str(path) == "-" else path
+        for n, line in enumerate(text.splitlines(), 1):
             if not line.strip():
                 continue
             try:
@@ -120,6 +124,23 @@ def print_diff(d: Diff, new: Policy, out: TextIO, examples: int = 3) -> None:
             was = ", ".join(str(r.get("code")) for r in m.stored.reasons) or "no reasons"
             now = "; ".join(r.message for r in m.new.reasons) or "no reasons"
             print(f"  {m.stored.key} ({m.new.policy.name}): was {was}; now {now}", file=out)
+
+
+def diff_json(d: Diff, new: Policy, examples: int = 3) -> dict[str, Any]:
+    """`print_diff`'s content as one JSON object, for scripts (`policy diff --json`)."""
+    by: dict[tuple[str, str], list[Move]] = defaultdict(list)
+    for m in d.moves:
+        by[(m.stored.decision, m.new_decision)].append(m)
+    return {
+        "policy_version": new.version, "total": d.total, "changed": len(d.moves), "not_rejudged": d.not_rejudged,
+        "transitions": [{"old": o, "new": x, "count": n} for (o, x), n in sorted(d.transitions.items())],
+        "reasons": [{"code": c, "added": d.reasons_added[c], "removed": d.reasons_removed[c]}
+                    for c in sorted(set(d.reasons_added) | set(d.reasons_removed))],
+        "examples": [{"key": m.stored.key, "old": o, "new": x, "profile": m.new.policy.name,
+                      "old_reasons": [str(r.get("code")) for r in m.stored.reasons],
+                      "new_reasons": [r.message for r in m.new.reasons]}
+                     for (o, x), ms in sorted(by.items()) for m in ms[:examples]],
+    }
 
 
 def check(path: Path, heads: tuple[str, ...] | None = None) -> str:

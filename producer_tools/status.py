@@ -22,6 +22,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from consumer.config import Settings
 from producer_tools.dlq import DlqReader
+from producer_tools.kafka_clients import common as kafka_common
 from producer_tools.kafka_clients import with_coordinator_retry
 
 
@@ -113,7 +114,7 @@ def _committed(admin: AdminClient, group: str, st: GroupStatus, timeout_s: float
 
 def _lags(s: Settings, topics: list[str], committed: dict[tuple[str, int], int], st: GroupStatus, timeout_s: float) -> None:
     owner = {tp: m.client_id for m in st.members for tp in m.partitions}
-    c = Consumer({**s.kafka_common(), "group.id": f"imagegate-status-{uuid.uuid4().hex[:8]}", "enable.auto.commit": False})
+    c = Consumer({**kafka_common(s), "group.id": f"imagegate-status-{uuid.uuid4().hex[:8]}", "enable.auto.commit": False})
     try:
         for topic in topics:
             md = c.list_topics(topic, timeout=timeout_s).topics.get(topic)
@@ -187,7 +188,7 @@ def read_worker(url: str, timeout_s: float = 5.0) -> Worker:
 
 def collect(s: Settings, group: str, metrics_urls: list[str], dlq_scan: int = 10_000, timeout_s: float = 15.0) -> GroupStatus:
     st = GroupStatus(group)
-    admin = AdminClient(s.kafka_common())
+    admin = AdminClient(kafka_common(s))
     _describe_group(admin, st, timeout_s)
     committed = _committed(admin, group, st, timeout_s)
     topics = [s.topic_in] + ([s.topic_backfill] if s.topic_backfill else [])
