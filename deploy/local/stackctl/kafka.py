@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from .install import ensure_jars
@@ -66,8 +67,8 @@ log.retention.hours=24
 """
 
 
-def _java_base(libs: Path) -> list[str]:
-    logs = svc_dir("kafka") / "logs"
+def _java_base(libs: Path, name: str) -> list[str]:
+    logs = svc_dir(name) / "logs"
     return [
         _java(), *KAFKA_HEAP.split(), "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
         "-XX:+ExitOnOutOfMemoryError", "-Djava.awt.headless=true",
@@ -76,8 +77,7 @@ def _java_base(libs: Path) -> list[str]:
     ]
 
 
-def _cluster_id(libs: Path, d: Path) -> str:
-    cid_file = d / "cluster.id"
+def cluster_id(libs: Path, cid_file: Path) -> str:
     if not cid_file.exists():
         java = [_java(), "-Xmx128m", "-XX:TieredStopAtLevel=1", "-cp", f"{libs}/*"]
         r = subprocess.run(java + ["kafka.tools.StorageTool", "random-uuid"],
@@ -89,53 +89,77 @@ def _cluster_id(libs: Path, d: Path) -> str:
     return cid_file.read_text().strip()
 
 
-def _kafka_format(libs: Path, props: Path) -> None:
-    d = svc_dir("kafka")
+def _kafka_format(libs: Path, props: Path, name: str, cid: str, extra: list[str]) -> None:
+    d = svc_dir(name)
     if (d / "data" / "meta.properties").exists():
         return
-    cid = _cluster_id(libs, d)
     java = [_java(), "-Xmx256m", "-XX:TieredStopAtLevel=1",
             f"-Dlog4j2.configurationFile={LOG4J2_XML}", f"-Dkafka.logs.dir={d / 'logs'}",
             "-cp", f"{libs}/*"]
-    r = subprocess.run(java + ["kafka.tools.StorageTool", "format", "-t", cid, "-c", str(props)],
+    r = subprocess.run(java + ["kafka.tools.StorageTool", "format", "-t", cid, "-c", str(props), *extra],
                        capture_output=True, text=True)
     if r.returncode != 0:
         raise StackError(f"kafka-storage format failed:\n{r.stdout}\n{r.stderr}")
-    say(f"kafka: formatted {d / 'data'} (cluster id {cid})")
+    say(f"{name}: formatted {d / 'data'} (cluster id {cid})")
 
 
-def _check_ports_free() -> None:
+def _check_ports_free(name: str) -> None:
     p = ports()
-    for key in ("kafka", "kafka_controller"):
+    for key in (name, f"{name}_controller"):
         if port_open(p[key], 0.2):
-            raise StackError(f"kafka: port {p[key]} ({key}) is already in use by another process; "
+            raise StackError(f"{name}: port {p[key]} ({key}) is already in use by another process; "
                              f"stop it or remove {stack_dir() / 'ports.json'} to pick new ports")
 
 
-def _wait_ready(pid: int, t0: float, offset: int) -> None:
-    """Ready = the log says "Kafka Server started" (after `offset`) and Metadata answers."""
-    d, log = svc_dir("kafka"), log_file("kafka")
+class Launch:
+    """A broker process just spawned: what wait_ready needs to judge it."""
+
+    def __init__(self, name: str, pid: int, t0: float, offset: int):
+        self.name, self.pid, self.t0, self.offset = name, pid, t0, offset
+
+
+def launch(name: str, properties: str, cid: str | None = None, format_extra: tuple[str, ...] = ()) -> Launch:
+    """Write the properties, format the data dir on first start, spawn the broker (no wait)."""
+    libs = ensure_jars(verbose=False)
+    d = svc_dir(name)
+    _check_ports_free(name)
+    props = d / "server.properties"
+    props.write_text(properties)
+    props.chmod(0o600)  # the secure profile's properties hold the inter-broker password
+    _kafka_format(libs, props, name, cid or cluster_id(libs, d / "cluster.id"), list(format_extra))
+    log = log_file(name)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    offset = log.stat().st_size if log.exists() else 0
+    t0 = time.monotonic()
+    pid = spawn(name, _java_base(libs, name) + ["kafka.Kafka", str(props)], d / "logs" / "stdout.log")
+    return Launch(name, pid, t0, offset)
+
+
+def wait_ready(b: Launch, probe: Callable[[float], tuple[bool, str]], where: str) -> None:
+    """Ready = the log says "Kafka Server started" (after the launch) and `probe` answers."""
+    name, pid = b.name, b.pid
+    d, log = svc_dir(name), log_file(name)
     stdout = d / "logs" / "stdout.log"
-    deadline = t0 + START_TIMEOUT
+    deadline = b.t0 + START_TIMEOUT
     started, how = False, ""
     while time.monotonic() < deadline:
         if not alive(pid):
-            pid_file("kafka").unlink(missing_ok=True)
-            raise StackError(f"kafka: process {pid} exited during startup.\n--- {stdout}\n"
+            pid_file(name).unlink(missing_ok=True)
+            raise StackError(f"{name}: process {pid} exited during startup.\n--- {stdout}\n"
                              f"{tail(stdout)}\n--- {log}\n{tail(log)}")
         if not started and log.exists():
             with open(log, "rb") as fh:
-                fh.seek(offset)
+                fh.seek(b.offset)
                 started = b"Kafka Server started" in fh.read()
         if started:
-            ok, how = kafka_metadata_ok(timeout=min(5.0, max(0.5, deadline - time.monotonic())))
+            ok, how = probe(min(5.0, max(0.5, deadline - time.monotonic())))
             if ok:
-                say(f"kafka: ready at {address('kafka')} (pid {pid}, {how}) in {time.monotonic() - t0:.1f}s")
+                say(f"{name}: ready at {where} (pid {pid}, {how}) in {time.monotonic() - b.t0:.1f}s")
                 return
         time.sleep(0.25)
     kill_and_reap(pid)
-    pid_file("kafka").unlink(missing_ok=True)
-    raise StackError(f"kafka: not ready after {START_TIMEOUT:.0f}s (log line seen: {started}; "
+    pid_file(name).unlink(missing_ok=True)
+    raise StackError(f"{name}: not ready after {START_TIMEOUT:.0f}s (log line seen: {started}; "
                      f"last check: {how or 'n/a'}); killed pid {pid}.\n--- {log}\n{tail(log)}\n"
                      f"--- {stdout}\n{tail(stdout, 15)}")
 
@@ -145,15 +169,4 @@ def start_kafka() -> None:
     if pid is not None:
         say(f"kafka: already running at {address('kafka')} (pid {pid})")
         return
-    libs = ensure_jars(verbose=False)
-    d = svc_dir("kafka")
-    _check_ports_free()
-    props = d / "server.properties"
-    props.write_text(_kafka_properties())
-    _kafka_format(libs, props)
-    log = log_file("kafka")
-    log.parent.mkdir(parents=True, exist_ok=True)
-    offset = log.stat().st_size if log.exists() else 0
-    t0 = time.monotonic()
-    pid = spawn("kafka", _java_base(libs) + ["kafka.Kafka", str(props)], d / "logs" / "stdout.log")
-    _wait_ready(pid, t0, offset)
+    wait_ready(launch("kafka", _kafka_properties()), kafka_metadata_ok, address("kafka"))

@@ -13,9 +13,39 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent.parent  # deploy/local
 REPO = HERE.parent.parent
 HOST = "127.0.0.1"
-SERVICES = ("kafka", "redis")
 START_TIMEOUT = float(os.environ.get("IMAGEGATE_STACK_START_TIMEOUT", "120"))
-STOP_TIMEOUT = {"kafka": 30.0, "redis": 10.0}
+BROKERS = ("kafka-1", "kafka-2", "kafka-3")
+
+
+class Profile:
+    """What one stack dir runs: the plain profile (one broker, open Redis: `make demo`, the tests)
+    or the secure one (three SASL_SSL brokers with ACLs, Redis with TLS and ACL users), which
+    lives in the `secure/` subdir so both can exist side by side."""
+
+    def __init__(self, name: str, services: tuple[str, ...], port_keys: tuple[str, ...], subdir: str):
+        self.name, self.services, self.port_keys, self.subdir = name, services, port_keys, subdir
+
+
+PLAIN = Profile("plain", ("kafka", "redis"), ("kafka", "kafka_controller", "redis"), "")
+SECURE = Profile("secure", (*BROKERS, "redis"),
+                 tuple(k for b in BROKERS for k in (b, f"{b}_controller")) + ("redis",), "secure")
+_active = [PLAIN]
+
+
+def use_profile(p: Profile) -> None:
+    _active[0] = p
+
+
+def profile() -> Profile:
+    return _active[0]
+
+
+def is_kafka(name: str) -> bool:
+    return name.startswith("kafka")
+
+
+def stop_timeout(name: str) -> float:
+    return 30.0 if is_kafka(name) else 10.0
 
 
 class StackError(Exception):
@@ -28,6 +58,8 @@ def say(msg: str) -> None:
 
 def stack_dir() -> Path:
     d = Path(os.environ.get("IMAGEGATE_STACK_DIR") or (REPO / ".stack")).expanduser().resolve()
+    if profile().subdir:
+        d = d / profile().subdir
     d.mkdir(parents=True, exist_ok=True)
     return d
 
@@ -43,7 +75,7 @@ def pid_file(name: str) -> Path:
 
 
 def log_file(name: str) -> Path:
-    return svc_dir(name) / "logs" / ("server.log" if name == "kafka" else "redis.log")
+    return svc_dir(name) / "logs" / ("server.log" if is_kafka(name) else "redis.log")
 
 
 def cache_root() -> Path:
@@ -83,7 +115,7 @@ def ports() -> dict[str, int]:
     f = stack_dir() / "ports.json"
     data = json.loads(f.read_text()) if f.exists() else {}
     changed = False
-    for key in ("kafka", "kafka_controller", "redis"):
+    for key in profile().port_keys:
         if not isinstance(data.get(key), int):
             data[key] = _free_port(set(v for v in data.values() if isinstance(v, int)))
             changed = True

@@ -10,7 +10,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from .paths import HOST, STOP_TIMEOUT, StackError, pid_file, ports, say, svc_dir
+from .paths import HOST, StackError, is_kafka, pid_file, ports, say, stop_timeout, svc_dir
 
 
 def _proc_state(pid: int) -> str | None:
@@ -36,10 +36,11 @@ def _cmdline(pid: int) -> str:
 def _ours(name: str, pid: int) -> bool:
     """Guard against pid reuse: the pid must be our service for *this* stack dir."""
     cmd = _cmdline(pid)
-    if name == "kafka":
-        return "kafka.Kafka" in cmd and str(svc_dir("kafka") / "server.properties") in cmd
+    if is_kafka(name):
+        return "kafka.Kafka" in cmd and str(svc_dir(name) / "server.properties") in cmd
     port = ports()["redis"]
-    # redis rewrites its title to "redis-server 127.0.0.1:PORT"; argv form has "--port PORT"
+    # redis rewrites its title to "redis-server 127.0.0.1:PORT" (the secure one: "... tls:PORT",
+    # see redis.py); argv form has "--port PORT"
     return "redis-server" in cmd and (f":{port}" in cmd or f"--port {port}" in cmd)
 
 
@@ -127,10 +128,10 @@ def stop_service(name: str, hard: bool = False) -> None:
     t0 = time.monotonic()
     if not hard:
         _signal_group(pid, signal.SIGTERM)
-        _wait_gone(pid, STOP_TIMEOUT[name], 0.1)
+        _wait_gone(pid, stop_timeout(name), 0.1)
     if alive(pid) or _group_alive(pid):
         if not hard:
-            say(f"{name}: pid {pid} ignored SIGTERM for {STOP_TIMEOUT[name]:.0f}s, sending SIGKILL")
+            say(f"{name}: pid {pid} ignored SIGTERM for {stop_timeout(name):.0f}s, sending SIGKILL")
         kill_and_reap(pid)
         if alive(pid):
             raise StackError(f"{name}: pid {pid} survived SIGKILL")

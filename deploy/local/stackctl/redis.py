@@ -6,7 +6,8 @@ import shutil
 import socket
 import time
 
-from .paths import HOST, START_TIMEOUT, StackError, address, log_file, pid_file, ports, say, stack_dir, svc_dir, tail
+from .paths import (HOST, SECURE, START_TIMEOUT, StackError, address, log_file, pid_file, ports, profile, say,
+                    stack_dir, svc_dir, tail)
 from .procs import alive, kill_and_reap, port_open, running_pid, spawn
 
 
@@ -34,9 +35,14 @@ def start_redis() -> None:
     d = svc_dir("redis")
     log = log_file("redis")
     log.parent.mkdir(parents=True, exist_ok=True)
-    argv = [exe, "--bind", HOST, "--port", str(port), "--save", "", "--appendonly", "no",
-            "--daemonize", "no", "--protected-mode", "yes", "--dir", str(d),
-            "--logfile", "", "--loglevel", "notice"]
+    argv = [exe, "--bind", HOST, "--port", str(port)]
+    ping = _redis_ping
+    if profile() is SECURE:
+        from .redis_secure import argv_tls, ping_tls
+
+        argv, ping = argv_tls(exe), ping_tls
+    argv += ["--save", "", "--appendonly", "no", "--daemonize", "no", "--protected-mode", "yes", "--dir", str(d),
+             "--logfile", "", "--loglevel", "notice"]
     t0 = time.monotonic()
     pid = spawn("redis", argv, log)
     deadline = t0 + min(START_TIMEOUT, 30)
@@ -44,7 +50,7 @@ def start_redis() -> None:
         if not alive(pid):
             pid_file("redis").unlink(missing_ok=True)
             raise StackError(f"redis: process {pid} exited during startup.\n--- {log}\n{tail(log)}")
-        if _redis_ping(port):
+        if ping(port):
             say(f"redis: ready at {address('redis')} (pid {pid}) in {time.monotonic() - t0:.1f}s")
             return
         time.sleep(0.05)
