@@ -235,3 +235,38 @@ def _trickle(stack, origin, n: int, per_s: float) -> set[str]:
         time.sleep(1 / per_s)
     assert p.flush(180) == 0 and errors == [], errors[:3]
     return acked
+
+
+@pytest.mark.parametrize("bad", ["password", "ca"])
+def test_redis_wrong_password_or_unknown_ca_is_never_used(secure_stack, secure_env, origin, tmp_path, bad):
+    """Redis is a cache: the worker keeps scoring without it (by design), but it never reads or
+    writes Redis without the right password and a server certificate from the stack's CA."""
+    url = secure_env["IMAGEGATE_REDIS_URL"]
+    if bad == "password":
+        url = url.replace(f":{secure_stack.env_of('worker')['IMAGEGATE_KAFKA__sasl.password']}@", ":not-the-password@")
+        expect = "invalid username-password pair"
+    else:
+        url = url.split("?")[0] + f"?ssl_ca_certs={make_ca(tmp_path, 'someone-else-ca')}"
+        expect = "certificate verify failed"
+    assert url != secure_env["IMAGEGATE_REDIS_URL"]
+    w = worker(secure_env, tmp_path / "worker.log", IMAGEGATE_REDIS_URL=url).start()
+    out = Collector(operator_settings(secure_stack))
+    try:
+        image_id = f"redis-{bad}-{time.monotonic_ns()}"
+        from producer_tools.kafka_clients import producer
+        from producer_tools.publish import publish as send
+
+        settings = operator_settings(secure_stack)
+        ev = make_event(f"{origin.url}/distinct/{time.monotonic_ns() % 100000}.jpg", image_id=image_id)
+        send(producer(settings), settings.topic_in, [ev])
+        assert out.wait_for({ev.event_id}, 120, alive=w.alive) == set(), w.log_tail()
+        assert w.metric("imagegate_redis_up") == 0
+        log = w.log_path.read_text(errors="replace")
+        assert "redis unavailable" in log and expect.lower() in log.lower(), w.log_tail()
+        assert w.stop() == 0
+    finally:
+        out.close()
+        if w.alive():
+            w.kill()
+    admin = redis.Redis.from_url(secure_stack.env_of("admin")["IMAGEGATE_REDIS_URL"])
+    assert admin.get(f"imagegate:image:{image_id}") is None  # nothing was written with the bad settings
