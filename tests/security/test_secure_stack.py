@@ -237,17 +237,20 @@ def _trickle(stack, origin, n: int, per_s: float) -> set[str]:
     return acked
 
 
-@pytest.mark.parametrize("bad", ["password", "ca"])
-def test_redis_wrong_password_or_unknown_ca_is_never_used(secure_stack, secure_env, origin, tmp_path, bad):
+@pytest.mark.parametrize("bad", ["password", "ca", "host"])
+def test_redis_wrong_password_unknown_ca_or_hostname_mismatch_is_never_used(secure_stack, secure_env, origin, tmp_path, bad):
     """Redis is a cache: the worker keeps scoring without it (by design), but it never reads or
     writes Redis without the right password and a server certificate from the stack's CA."""
     url = secure_env["IMAGEGATE_REDIS_URL"]
     if bad == "password":
         url = url.replace(f":{secure_stack.env_of('worker')['IMAGEGATE_KAFKA__sasl.password']}@", ":not-the-password@")
         expect = "invalid username-password pair"
-    else:
+    elif bad == "ca":
         url = url.split("?")[0] + f"?ssl_ca_certs={make_ca(tmp_path, 'someone-else-ca')}"
         expect = "certificate verify failed"
+    else:  # `localhost` reaches Redis, but its certificate names only IP 127.0.0.1
+        url = url.replace("@127.0.0.1:", "@localhost:")
+        expect = "Hostname mismatch"
     assert url != secure_env["IMAGEGATE_REDIS_URL"]
     w = worker(secure_env, tmp_path / "worker.log", IMAGEGATE_REDIS_URL=url).start()
     out = Collector(operator_settings(secure_stack))
