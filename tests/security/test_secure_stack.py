@@ -45,6 +45,8 @@ def test_worker_scores_end_to_end_over_sasl_ssl_and_redis_tls(secure_stack, secu
         assert w.stop() == 0
     finally:
         out.close()
+        if w.alive():
+            w.kill()
     # the results reached Redis over TLS as the `worker` ACL user; `operator` (read-only) reads them back
     r = redis.Redis.from_url(secure_stack.env_of("operator")["IMAGEGATE_REDIS_URL"])
     image_ids = {b["image_id"] for b in out.scored if b["source_event_id"] in ids}
@@ -212,6 +214,8 @@ def test_one_broker_killed_mid_stream_loses_nothing(secure_stack, secure_env, or
     finally:
         watching.clear()
         out.close()
+        if w.alive():
+            w.kill()
 
 
 def _trickle(stack, origin, n: int, per_s: float) -> set[str]:
