@@ -10,6 +10,7 @@ must fail the hostname check, which is what the hostname-mismatch test relies on
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import shutil
 import subprocess
@@ -28,11 +29,11 @@ def pki_dir() -> Path:
     return d
 
 
-def _openssl(*args: str) -> None:
+def _openssl(*args: str, env: dict[str, str] | None = None) -> None:
     exe = shutil.which("openssl")
     if not exe:
         raise StackError("openssl not found on PATH (the secure profile makes its CA with it)")
-    r = subprocess.run([exe, *args], capture_output=True, text=True, cwd=pki_dir())
+    r = subprocess.run([exe, *args], capture_output=True, text=True, cwd=pki_dir(), env={**os.environ, **(env or {})})
     if r.returncode != 0:
         raise StackError(f"openssl {args[0]} failed:\n{r.stderr[-2000:]}")
 
@@ -81,6 +82,7 @@ def ensure_pki() -> dict[str, Path]:
     if not p12.exists():
         _openssl("pkcs12", "-export", "-in", str(d / "broker.pem"), "-inkey", str(d / "broker.key"),
                  "-certfile", str(ca), "-name", "broker", "-out", str(p12),
-                 "-passout", f"pass:{credentials()['keystore']}")
+                 "-passout", "env:IMAGEGATE_KEYSTORE_PASSWORD",  # not in argv, where `ps` would show it
+                 env={"IMAGEGATE_KEYSTORE_PASSWORD": credentials()["keystore"]})
         say(f"pki: CA and certificates made in {d}")
     return {"ca": ca, "broker_p12": p12, "redis_cert": rcert, "redis_key": rkey}
