@@ -30,9 +30,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-STACK = REPO / "deploy" / "local" / "stack"
 
 from bench.common import distinct_jpegs  # noqa: E402 (needs REPO on sys.path)
+from bench.stack import running, settings_for, worker_env  # noqa: E402
 
 
 def versioned_model(path: Path, version: str) -> Path:
@@ -87,78 +87,80 @@ def run_worker(env: dict[str, str], settings, model_path: Path, image_ids: set[s
             "steady_rate": steady}
 
 
+def backfill(env: dict[str, str], v2: Path, checkpoint: Path, rate: float) -> tuple[dict, float]:
+    """`imagegate backfill --from-redis --model v2`: its JSON summary and the command's wall time."""
+    cmd = [sys.executable, "-m", "producer_tools.cli", "backfill", "--from-redis", "--model", str(v2),
+           "--checkpoint", str(checkpoint)] + (["--rate", str(rate)] if rate else [])
+    t0 = time.monotonic()
+    bf = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True, timeout=1800)
+    if bf.returncode != 0:
+        raise RuntimeError(f"backfill failed (rc {bf.returncode}):\n{bf.stderr}")
+    return json.loads(bf.stdout.strip().splitlines()[-1]), time.monotonic() - t0
+
+
+def measure(args, env: dict[str, str], tmp: Path) -> dict:
+    """Steps 1-4 of the module docstring, on the topics and Redis of `env`."""
+    import redis
+
+    from producer_tools import kafka_clients, serve
+    from producer_tools.publish import make_event, publish
+
+    settings = settings_for(env)
+    kafka_clients.ensure_topics(settings)
+    r = redis.Redis.from_url(settings.redis_url)
+    r.flushdb()
+    root = tmp / "images"
+    root.mkdir()
+    paths = distinct_jpegs(root, args.images, args.wh)
+    v1 = versioned_model(tmp / "v1.pt", "1.0.0-bench")
+    v2 = versioned_model(tmp / "v2.pt", "2.0.0-bench")
+    server = serve.start(root)
+    try:
+        urls = {p.stem: f"{serve.base_url(server)}/{p.name}" for p in paths}
+        publish(kafka_clients.producer(settings), settings.topic_in, [make_event(u, image_id=i) for i, u in urls.items()])
+        out = {"first": run_worker(env, settings, v1, set(urls), "1.0.0-bench")}
+        out["missing_url"] = sum("source_url" not in json.loads(r.get(f"imagegate:image:{i}")) for i in urls)
+        out["before"] = version_mix(r)
+        out["summary"], out["bf_wall"] = backfill(env, v2, tmp / "backfill.json", args.rate)
+        out["second"] = run_worker(env, settings, v2, set(urls), "2.0.0-bench")
+        out["after"] = version_mix(r)
+    finally:
+        server.shutdown()
+    return out
+
+
+def report(args, m: dict) -> None:
+    first, second, summary = m["first"], m["second"], m["summary"]
+    w, h = args.wh
+    print(f"\n{args.images} distinct {w}x{h} JPEGs, random plumbing model 64 px on CPU, {os.cpu_count()} CPUs")
+    print(f"catalogue scored by model 1.0.0-bench: {first['done']} images, {first['steady_rate']:.1f}/s steady "
+          f"({m['missing_url']} Redis records without source_url)")
+    print(f"version mix before: {dict(m['before'])}")
+    print(f"backfill --from-redis: planned {summary['total']}, published {summary['published']} in "
+          f"{summary['seconds']:.2f}s = {summary['events_per_s']:.0f} events/s "
+          f"(whole command incl. Redis selection and model read: {m['bf_wall']:.1f}s); skipped {summary['skipped']}")
+    print(f"re-score by model 2.0.0-bench: {second['done']} done, {second['missing']} missing, "
+          f"{second['steady_rate']:.1f}/s steady, {second['wall_s']:.1f}s incl. worker start")
+    print(f"version mix after: {dict(m['after'])}")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--images", type=int, default=1000)
     ap.add_argument("--size", default="320x240", help="WxH of generated images")
     ap.add_argument("--rate", type=float, default=0, help="backfill --rate (0: unlimited)")
     args = ap.parse_args()
-    import redis
-
-    started = subprocess.run([str(STACK), "status"], capture_output=True).returncode != 0
-    if started:
-        subprocess.run([str(STACK), "start"], check=True)
-    env = dict(os.environ)
-    env.update(line.split("=", 1) for line in subprocess.run([str(STACK), "env"], capture_output=True, text=True,
-                                                             check=True).stdout.split())
-    prefix = f"bf{uuid.uuid4().hex[:6]}"
-    env.update({"IMAGEGATE_TOPIC_IN": f"{prefix}.in", "IMAGEGATE_TOPIC_OUT": f"{prefix}.out",
-                "IMAGEGATE_TOPIC_DLQ": f"{prefix}.dlq", "IMAGEGATE_GROUP_ID": f"{prefix}.g", "IMAGEGATE_DEVICE": "cpu",
-                "IMAGEGATE_ALLOW_NETWORKS": '["127.0.0.0/8"]', "IMAGEGATE_METRICS_PORT": "0",
-                "IMAGEGATE_LOG_LEVEL": "WARNING", "IMAGEGATE_TOPIC_PARTITIONS": "4"})
-    env.pop("IMAGEGATE_TOPIC_BACKFILL", None)
-    os.environ.update(env)
-    from consumer.config import load_settings
-    from producer_tools import kafka_clients, serve
-    from producer_tools.publish import make_event, publish
-
-    settings = load_settings()
-    kafka_clients.ensure_topics(settings)
-    r = redis.Redis.from_url(settings.redis_url)
-    r.flushdb()
-    size = tuple(int(v) for v in args.size.split("x"))
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            root = Path(tmp) / "images"
-            root.mkdir()
-            paths = distinct_jpegs(root, args.images, size)
-            v1 = versioned_model(Path(tmp) / "v1.pt", "1.0.0-bench")
-            v2 = versioned_model(Path(tmp) / "v2.pt", "2.0.0-bench")
-            server = serve.start(root)
-            try:
-                urls = {p.stem: f"{serve.base_url(server)}/{p.name}" for p in paths}
-                publish(kafka_clients.producer(settings), settings.topic_in,
-                        [make_event(u, image_id=i) for i, u in urls.items()])
-                first = run_worker(env, settings, v1, set(urls), "1.0.0-bench")
-                missing_url = sum("source_url" not in json.loads(r.get(f"imagegate:image:{i}")) for i in urls)
-                before = version_mix(r)
-                cmd = [sys.executable, "-m", "producer_tools.cli", "backfill", "--from-redis", "--model", str(v2),
-                       "--checkpoint", str(Path(tmp) / "backfill.json")] + (["--rate", str(args.rate)] if args.rate else [])
-                t0 = time.monotonic()
-                bf = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True, timeout=1800)
-                bf_wall = time.monotonic() - t0
-                if bf.returncode != 0:
-                    print(bf.stderr, file=sys.stderr)
-                    return 1
-                summary = json.loads(bf.stdout.strip().splitlines()[-1])
-                second = run_worker(env, settings, v2, set(urls), "2.0.0-bench")
-                after = version_mix(r)
-            finally:
-                server.shutdown()
-    finally:
-        if started:
-            subprocess.run([str(STACK), "stop"])
-
-    print(f"\n{args.images} distinct {size[0]}x{size[1]} JPEGs, random plumbing model 64 px on CPU, {os.cpu_count()} CPUs")
-    print(f"catalogue scored by model 1.0.0-bench: {first['done']} images, {first['steady_rate']:.1f}/s steady "
-          f"({missing_url} Redis records without source_url)")
-    print(f"version mix before: {dict(before)}")
-    print(f"backfill --from-redis: planned {summary['total']}, published {summary['published']} in "
-          f"{summary['seconds']:.2f}s = {summary['events_per_s']:.0f} events/s "
-          f"(whole command incl. Redis selection and model read: {bf_wall:.1f}s); skipped {summary['skipped']}")
-    print(f"re-score by model 2.0.0-bench: {second['done']} done, {second['missing']} missing, "
-          f"{second['steady_rate']:.1f}/s steady, {second['wall_s']:.1f}s incl. worker start")
-    print(f"version mix after: {dict(after)}")
+    args.wh = tuple(int(v) for v in args.size.split("x"))
+    with running() as stack, tempfile.TemporaryDirectory() as tmp:
+        env = worker_env(stack, f"bf{uuid.uuid4().hex[:6]}", IMAGEGATE_METRICS_PORT="0",
+                         IMAGEGATE_LOG_LEVEL="WARNING", IMAGEGATE_TOPIC_PARTITIONS="4")
+        env.pop("IMAGEGATE_TOPIC_BACKFILL", None)
+        try:
+            m = measure(args, env, Path(tmp))
+        except RuntimeError as e:
+            print(e, file=sys.stderr)
+            return 1
+    report(args, m)
     return 0
 
 

@@ -13,7 +13,8 @@ worker, same instance id, replaces its old member at once).
 
 from __future__ import annotations
 
-import os
+import argparse
+import json
 import sys
 import tempfile
 import time
@@ -21,7 +22,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.harness import Collector, Stack, Topics, WorkerProcess, free_port  # noqa: E402
+from bench.common import distinct_jpegs  # noqa: E402
+from bench.stack import Stack, free_port, running, settings_for, start_worker, worker_env  # noqa: E402
 
 SETTINGS = {
     "default (KIP-848)": {},
@@ -29,61 +31,65 @@ SETTINGS = {
 }
 
 
-def measure(stack: Stack, model: Path, origin_url: str, extra: dict[str, str], tmp: Path) -> tuple[float, float]:
-    from consumer.config import load_settings
+def wait_output(settings, event_id: str, timeout: float) -> bool:
+    """True once `image_scored` holds the output of `event_id` (read from the topic's start)."""
+    from producer_tools.kafka_clients import reader
+
+    c = reader(settings)
+    c.subscribe([settings.topic_out])
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            for msg in c.consume(100, 0.5):
+                if not msg.error() and json.loads(msg.value())["source_event_id"] == event_id:
+                    return True
+        return False
+    finally:
+        c.close()
+
+
+def measure(stack: Stack, model: Path, image_url: str, extra: dict[str, str], tmp: Path) -> tuple[float, float]:
     from producer_tools.kafka_clients import ensure_topics, producer
     from producer_tools.publish import make_event, publish
 
-    env = {**os.environ, **stack.env_vars(), **Topics().env, "IMAGEGATE_MODEL_PATH": str(model), "IMAGEGATE_DEVICE": "cpu",
-           "IMAGEGATE_ALLOW_NETWORKS": '["127.0.0.0/8"]', "IMAGEGATE_METRICS_HOST": "127.0.0.1", **extra}
-    saved = dict(os.environ)
-    os.environ.update(env)
-    try:
-        settings = load_settings()
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
+    env = worker_env(stack, IMAGEGATE_MODEL_PATH=str(model), **extra)
+    settings = settings_for(env)
     ensure_topics(settings)
-    w = WorkerProcess({**env, "IMAGEGATE_METRICS_PORT": str(free_port())}, tmp / "w1.log").start()
-    w.proc.kill()
-    w.proc.wait(10)
+    w = start_worker({**env, "IMAGEGATE_METRICS_PORT": str(free_port())}, tmp / "w1.log")
+    w.kill()
+    w.wait(10)
     t_kill = time.monotonic()
-    w2 = WorkerProcess({**env, "IMAGEGATE_METRICS_PORT": str(free_port())}, tmp / "w2.log")
-    w2.start(wait_ready=300)  # ready = partitions assigned
+    w2 = start_worker({**env, "IMAGEGATE_METRICS_PORT": str(free_port())}, tmp / "w2.log")  # ready = partitions assigned
     assigned = time.monotonic() - t_kill
-    out = Collector(settings)
-    p = producer(settings)
-    ev = make_event(f"{origin_url}/img/a.jpg")
-    publish(p, settings.topic_in, [ev])
-    assert out.wait_for({ev.event_id}, 120) == set(), w2.log_tail()
+    ev = make_event(image_url)
+    publish(producer(settings), settings.topic_in, [ev])
+    if not wait_output(settings, ev.event_id, 120):
+        raise RuntimeError(f"no output for {ev.event_id} in 120 s; see {tmp / 'w2.log'}")
     first = time.monotonic() - t_kill
-    out.close()
-    w2.stop()
+    w2.terminate()
+    w2.wait(60)
     return assigned, first
 
 
 def main() -> int:
+    argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter).parse_args()
     from model.testing import write_random_model
-    from tests.images import encode, photo
-    from tests.origin import Origin
+    from producer_tools import serve
 
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
-        stack = Stack(tmp / "stack")
-        stack.run("install", timeout=900)
-        stack.run("start")
         (tmp / "img").mkdir()
-        (tmp / "img" / "a.jpg").write_bytes(encode(photo(320, 240)))
-        origin = Origin(tmp / "img")
+        image = distinct_jpegs(tmp / "img", 1, (320, 240))[0]
         model = write_random_model(tmp / "plumbing.pt", input_size=64)
+        origin = serve.start(tmp / "img")
         try:
-            print(f"{'group setting':<30} {'partitions back':>16} {'first output':>13}")
-            for name, extra in SETTINGS.items():
-                assigned, first = measure(stack, model, origin.url, extra, tmp)
-                print(f"{name:<30} {assigned:>15.1f}s {first:>12.1f}s")
+            with running(Stack(tmp / "stack"), install=True) as stack:
+                print(f"{'group setting':<30} {'partitions back':>16} {'first output':>13}")
+                for name, extra in SETTINGS.items():
+                    assigned, first = measure(stack, model, f"{serve.base_url(origin)}/{image.name}", extra, tmp)
+                    print(f"{name:<30} {assigned:>15.1f}s {first:>12.1f}s")
         finally:
-            origin.close()
-            stack.run("stop", check=False)
+            origin.shutdown()
     return 0
 
 

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,8 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench.stack import Stack, free_port  # noqa: F401 (tests import them from here; bench/stack.py says why they live there)
+
 REPO = Path(__file__).resolve().parents[1]
-STACK = REPO / "deploy" / "local" / "stack"
 
 
 def _gone(pid: int) -> bool:
@@ -27,37 +26,6 @@ def _gone(pid: int) -> bool:
     except OSError:
         return True
     return stat.rsplit(")", 1)[1].split()[0] in ("Z", "X")
-
-
-class Stack:
-    def __init__(self, root: Path):
-        self.root = root
-        self.env = dict(os.environ, IMAGEGATE_STACK_DIR=str(root))
-
-    def run(self, *args: str, check: bool = True, timeout: float = 180) -> subprocess.CompletedProcess:
-        r = subprocess.run([str(STACK), *args], env=self.env, capture_output=True, text=True,
-                           timeout=timeout)
-        if check and r.returncode != 0:
-            raise AssertionError(f"stack {' '.join(args)} -> rc {r.returncode}\n"
-                                 f"stdout:\n{r.stdout}\nstderr:\n{r.stderr}")
-        return r
-
-    def env_vars(self) -> dict[str, str]:
-        out = self.run("env").stdout
-        pairs = dict(line.split("=", 1) for line in out.splitlines() if line.strip())
-        return pairs
-
-    def pid(self, name: str) -> int | None:
-        f = self.root / name / f"{name}.pid"
-        return int(f.read_text()) if f.exists() else None
-
-
-def free_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 class WorkerProcess:
