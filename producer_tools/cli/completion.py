@@ -13,6 +13,7 @@ SHELLS = ("bash", "zsh")
 def register(sub) -> None:
     p = sub.add_parser("completion", help="print the shell completion script (bash or zsh)")
     p.add_argument("shell", choices=SHELLS)
+    # The root parser arrives through the defaults main() sets: importing main here would be a cycle.
     p.set_defaults(func=run)
 
 
@@ -23,7 +24,5 @@ def script(parser: argparse.ArgumentParser, shell: str) -> str:
 
 
 def run(args) -> int:
-    from producer_tools.cli.main import build_parser
-
-    print(script(build_parser(), args.shell))
+    print(script(args.root_parser, args.shell))
     return exit_codes.OK

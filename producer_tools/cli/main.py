@@ -86,7 +86,9 @@ def main(argv: list[str] | None = None) -> int:
     import redis
     from confluent_kafka import KafkaError, KafkaException
 
-    args = build_parser().parse_args(argv)  # argparse exits 2 on bad arguments
+    parser = build_parser()
+    parser.set_defaults(root_parser=parser)
+    args = parser.parse_args(argv)  # argparse exits 2 on bad arguments
     _librdkafka_log()
     name = f"imagegate {args.cmd}" + (f" {args.action}" if isinstance(getattr(args, "action", None), str) else "")
     try:
