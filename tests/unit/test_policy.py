@@ -213,3 +213,24 @@ def test_profile_without_heads_uses_the_registry_defaults(tmp_path):
     pol = Policy.from_file(p)
     assert pol.judge({**GOOD, "noise": 0.5}, "lenient", "main").reasons[0].threshold == RULES["noise"].demote
     assert pol.judge({**GOOD, "blur": 0.95}, "lenient", "main").decision is Decision.REJECT  # registry reject 0.9
+
+
+# --- a reject is never undone by a later, milder check --------------------------------------
+def test_a_reject_level_failure_stays_a_reject_after_a_later_demote_level_one():
+    # blur is checked before noise: 0.95 is over blur's reject limit, noise 0.6 only over its demote limit
+    v = P.judge({**MAIN, "blur": 0.95, "noise": 0.6}, "main_image", "main")
+    assert codes(v) == {ReasonCode.BLURRY, ReasonCode.NOISY}
+    assert v.decision is Decision.REJECT
+    # the resolution reject, found first, survives every head and measure checked after it
+    v = P.judge({**MAIN, "width": 400, "height": 400, "noise": 0.6, "product_fill": 0.6}, "main_image", "main")
+    assert v.decision is Decision.REJECT
+    assert codes(v) == {ReasonCode.LOW_RESOLUTION, ReasonCode.NOISY, ReasonCode.PRODUCT_TOO_SMALL}
+
+
+def test_reject_short_side_boundary():
+    """main_image rejects under 500 px on the short side; exactly 500 px is only too small (demote)."""
+    at = P.judge({**MAIN, "width": 500, "height": 600}, "main_image", "main")
+    assert at.decision is Decision.DEMOTE and codes(at) == {ReasonCode.LOW_RESOLUTION}
+    below = P.judge({**MAIN, "width": 499, "height": 600}, "main_image", "main")
+    assert below.decision is Decision.REJECT and codes(below) == {ReasonCode.LOW_RESOLUTION}
+    assert P.judge({**MAIN, "width": 600, "height": 500}, "main_image", "main").decision is Decision.DEMOTE

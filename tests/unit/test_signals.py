@@ -114,3 +114,23 @@ def test_decode_carries_every_signal_as_float():
     d = decode(encode(product(0.6), quality=90), lambda img: None, 64, DecodeLimits())
     assert {"background_white", "product_fill", "product_cropped", "border", "width", "height"} <= set(d.signals)
     assert all(type(v) is float for v in d.signals.values())
+
+
+def _box_on_white(x0: int, y0: int, x1: int, y1: int, size: tuple[int, int] = (160, 160)) -> Image.Image:
+    """Pure white with a black box covering pixels x0..x1, y0..y1 inclusive, at the thumbnail's own size
+    (the thumbnail is then the image itself, so the fill is known to the pixel)."""
+    img = Image.new("RGB", size, "white")
+    ImageDraw.Draw(img).rectangle([x0, y0, x1, y1], fill="black")
+    return img
+
+
+def test_product_fill_counts_the_boxs_first_and_last_rows_and_columns():
+    # 80 rows (50..129) x 90 columns (50..139) of 160 x 160. Margins of 50 px at the top and left
+    # are deeper than a border can be, so this is a product on white, not a framed photo.
+    s = sig(_box_on_white(50, 50, 139, 129))
+    assert s["border"] == 0.0
+    assert s["product_fill"] == 80 * 90 / (160 * 160)
+    # the smallest product that counts: 2 x 2 px (one stray pixel per line is a JPEG speck)
+    assert sig(_box_on_white(70, 70, 71, 71))["product_fill"] == 4 / (160 * 160)
+    # a non-square frame: 40 x 30 px of 160 x 120
+    assert sig(_box_on_white(60, 50, 99, 79, size=(160, 120)))["product_fill"] == 40 * 30 / (160 * 120)
