@@ -197,10 +197,10 @@ def test_replay_whose_acknowledgements_never_arrive_commits_nothing(pipeline):
 
     lost = f"{s.topic_in}.nowhere"
     r = cli(pipeline.env, "dlq", "replay", "--group", group, "--to", lost, "--flush-timeout", "2")
+    assert committed(s, group, s.topic_dlq) == 2, f"records never acknowledged were committed past:\n{r.stderr}"
     assert r.returncode == 1, r.stderr
     assert "failed 2" in r.stderr and "not acknowledged by the broker within 2s" in r.stdout, (r.stdout, r.stderr)
     assert "Traceback" not in r.stderr
-    assert committed(s, group, s.topic_dlq) == 2, "records never acknowledged were committed past"
 
     again = cli(pipeline.env, "dlq", "replay", "--group", group)
     assert again.returncode == 0, again.stderr

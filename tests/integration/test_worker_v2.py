@@ -274,6 +274,7 @@ def test_redis_latest_keeps_the_later_upload_when_the_older_one_is_consumed_last
     assert out.wait_for({newer.event_id, older.event_id}, 90) == set(), w.log_tail()
     assert [b["source_event_id"] for b in out.scored if b["image_id"] == "raced"] == [newer.event_id, older.event_id]
     latest = json.loads(redis.Redis.from_url(pipeline.settings.redis_url).get(image_key("raced")))
-    assert latest["source_event_id"] == newer.event_id and latest["source_url"] == newer.url, latest
+    assert latest["source_event_id"] == newer.event_id and latest["source_url"] == newer.url, \
+        f"Redis keeps the older upload's result (occurred_at_ms {latest.get('source_occurred_at_ms')}), consumed last"
     assert latest["source_occurred_at_ms"] == int((t + dt.timedelta(minutes=5)).timestamp() * 1000)
     assert w.stop() == 0
