@@ -112,3 +112,43 @@ def test_event_ids_are_stable_per_run_and_position():
     assert first.event_id == item.event("run-1", 7).event_id  # a duplicate after a crash is recognisable
     assert len({first.event_id, item.event("run-1", 8).event_id, item.event("run-2", 7).event_id}) == 3
     assert first.trigger == "backfill" and first.image_id == "a" and first.occurred_at is not None
+
+
+# --- gaps found by mutation testing ---------------------------------------------------------
+def test_backfilled_event_carries_every_field_of_the_item():
+    item = BackfillItem("a", "https://cdn.example.com/a.jpg", listing_id="L1", seller_id="S1", role="gallery",
+                        policy="lenient", content_sha256="ab" * 32)
+    ev = item.event("run", 0)
+    assert (ev.listing_id, ev.seller_id, ev.role, ev.policy, ev.content_sha256) == ("L1", "S1", "gallery", "lenient", "ab" * 32)
+
+
+def test_jsonl_is_known_by_its_suffix_in_any_case_even_when_it_starts_with_a_blank_line(tmp_path):
+    for name in ("upper.JSONL", "x.ndjson", "x.json"):
+        src = tmp_path / name
+        src.write_text('\n{"image_id": "j", "url": "https://cdn.example.com/j.jpg"}\n')
+        assert entries(src) == [BackfillItem("j", "https://cdn.example.com/j.jpg")], name
+    csv = tmp_path / "upper.CSV"
+    csv.write_text("image_id,url\nc,https://cdn.example.com/c.jpg\n")
+    assert entries(csv) == [BackfillItem("c", "https://cdn.example.com/c.jpg")]
+
+
+def test_unreadable_jsonl_lines_are_counted_as_invalid(tmp_path):
+    src = tmp_path / "c.jsonl"
+    src.write_text('{not json\n"a string"\n')
+    assert [(s.reason, s.detail.split(":")[0]) for s in entries(src)] == [("invalid", "c.jsonl line 1"),
+                                                                          ("invalid", "c.jsonl line 2")]
+
+
+def test_every_skip_and_every_item_over_the_limit_is_counted(tmp_path):
+    items = [BackfillItem(f"i{n}", f"https://cdn.example.com/{n}.jpg") for n in range(4)]
+    total, skipped = write_plan([Skip("invalid"), items[0], Skip("invalid"), *items[1:], Skip("unreadable")],
+                                tmp_path / "p.jsonl", 1, lambda s: None)
+    assert total == 1 and skipped == Counter({"invalid": 2, "over --limit": 3, "unreadable": 1})
+
+
+def test_a_new_run_records_its_skips_and_creates_the_checkpoint_folder(tmp_path):
+    cp_path = tmp_path / "runs" / "2026" / "cp.json"
+    cp, resumed = start_or_resume(cp_path, "file:x.csv", "in", False,
+                                  lambda p: write_plan([Skip("invalid"), Skip("invalid")], p, None, lambda s: None))
+    assert not resumed and cp.skipped == {"invalid": 2} and cp.total == 0
+    assert Checkpoint.load(cp_path).skipped == {"invalid": 2}  # a resumed run reports them too
