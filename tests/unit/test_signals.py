@@ -177,8 +177,11 @@ def test_product_cut_off_at_each_edge_is_measured_on_that_edge(edge):
     assert s["product_cropped"] == 60 / 160 and s["border"] == 0.0
 
 
-def test_letterbox_of_unequal_bars_reports_the_deeper_one():
+@pytest.mark.parametrize("deeper", ["bottom", "top", "right", "left"])
+def test_unequal_bars_report_the_deeper_one_on_any_edge(deeper):
     p = photo(160, 90, seed=4)
     img = Image.new("RGB", (160, 120), "black")
     img.paste(p, (0, 10))  # 10 px bar on top, 20 px at the bottom
+    img = {"bottom": img, "top": img.transpose(Image.Transpose.FLIP_TOP_BOTTOM),
+           "right": img.transpose(Image.Transpose.TRANSPOSE), "left": img.transpose(Image.Transpose.TRANSVERSE)}[deeper]
     assert sig(img)["border"] == (20 + 2) / 120  # +2: the frame's blended edge lines
