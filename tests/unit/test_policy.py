@@ -291,3 +291,20 @@ def test_reject_helper_keeps_the_requested_profile_value_and_threshold():
     assert v.policy.name == "lenient"
     (r,) = v.reasons
     assert (r.value, r.threshold) == (30_000_000, 26_214_400)
+
+
+def test_one_side_missing_is_no_ratio_and_no_crash():
+    v = P.judge({k: val for k, val in MAIN.items() if k != "height"}, "main_image", "main")
+    assert codes(v) == {ReasonCode.LOW_RESOLUTION} and v.decision is Decision.REJECT
+    v = P.judge({k: val for k, val in MAIN.items() if k != "width"}, "main_image", "main")
+    assert codes(v) == {ReasonCode.LOW_RESOLUTION} and v.decision is Decision.REJECT
+
+
+def test_overexposure_is_checked_when_the_background_was_not_measured():
+    sig = {k: v for k, v in {**GOOD, "overexposure": 0.8}.items() if k != "background_white"}
+    assert ReasonCode.OVEREXPOSED in codes(P.judge(sig, "default", "main"))
+
+
+def test_contrast_is_reported_as_a_number_not_a_percent():
+    (r,) = P.judge({**GOOD, "contrast": 0.013}, "default", "main").reasons
+    assert r.code is ReasonCode.LOW_CONTRAST and "(0.01, needs at least 0.04)" in r.message
