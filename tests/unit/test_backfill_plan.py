@@ -152,3 +152,11 @@ def test_a_new_run_records_its_skips_and_creates_the_checkpoint_folder(tmp_path)
                                   lambda p: write_plan([Skip("invalid"), Skip("invalid")], p, None, lambda s: None))
     assert not resumed and cp.skipped == {"invalid": 2} and cp.total == 0
     assert Checkpoint.load(cp_path).skipped == {"invalid": 2}  # a resumed run reports them too
+
+
+def test_an_invalid_jsonl_object_is_reported_with_its_line(tmp_path):
+    src = tmp_path / "c.jsonl"
+    src.write_text('{"image_id": "ok", "url": "https://cdn.example.com/ok.jpg"}\n{"image_id": "no-url"}\n')
+    ok, bad = entries(src)
+    assert isinstance(bad, Skip) and bad.reason == "invalid" and bad.detail.startswith("c.jsonl line 2: ")
+    assert "url" in bad.detail
