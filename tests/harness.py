@@ -112,6 +112,7 @@ class Collector:
         self.settings = settings
         self.scored: list[dict[str, Any]] = []
         self.dlq: list[tuple[bytes, dict[str, bytes]]] = []
+        self.dlq_keys: list[bytes | None] = []  # the key of each record in `dlq`, same order
         self.headers: list[dict[str, bytes]] = []
         self._c = reader(settings)
         self._c.subscribe([settings.topic_out, settings.topic_dlq])
@@ -128,6 +129,7 @@ class Collector:
                     self.headers.append(headers)
                 else:
                     self.dlq.append((msg.value(), headers))
+                    self.dlq_keys.append(msg.key())
 
     def source_ids(self) -> set[str]:
         ids = {b["source_event_id"] for b in self.scored}

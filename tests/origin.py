@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import gzip
 import socket
+import ssl
 import struct
 import threading
 import time
@@ -19,10 +20,15 @@ class Origin:
     /hang/<name> (accepts, then says nothing for `hang_s`); /reset/<name> (TCP reset, no reply);
     /outage/<name> (500 while `outage` is set, the file once it is cleared);
     /gzipbomb (a small gzip body, Content-Encoding: gzip, that inflates to 64 MiB);
-    /distinct/<n>.jpg (a different small photo for every n, the same bytes for the same n)."""
+    /distinct/<n>.jpg (a different small photo for every n, the same bytes for the same n).
 
-    def __init__(self, root: Path, hang_s: float = 30.0):
+    With `tls` (a server-side SSLContext, see tests/https_origin.py) the same routes are served
+    over HTTPS at https://localhost:<port>; the handshake runs on the request's thread, so a
+    client that refuses the certificate only ends its own connection."""
+
+    def __init__(self, root: Path, hang_s: float = 30.0, tls: ssl.SSLContext | None = None):
         self.root = root
+        self.tls = tls
         self.hits: dict[str, int] = {}
         self.hang_s = hang_s
         self.outage = threading.Event()
@@ -117,13 +123,25 @@ class Origin:
                 except (BrokenPipeError, ConnectionResetError):
                     pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), H)
+        class Server(ThreadingHTTPServer):
+            def finish_request(self, request, client_address):
+                if tls is not None:
+                    try:
+                        request.settimeout(10)  # a client that never finishes the handshake
+                        request = tls.wrap_socket(request, server_side=True)
+                    except (ssl.SSLError, OSError):  # the client refused our certificate: its right
+                        return
+                super().finish_request(request, client_address)
+
+        self.server = Server(("127.0.0.1", 0), H)
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 
     @property
     def url(self) -> str:
+        if self.tls is not None:
+            return f"https://localhost:{self.server.server_address[1]}"
         return f"http://127.0.0.1:{self.server.server_address[1]}"
 
     def close(self) -> None:

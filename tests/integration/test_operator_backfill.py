@@ -159,6 +159,39 @@ def test_backfill_killed_and_resumed_without_duplicates_beyond_the_bound(pipelin
     print(f"killed at checkpoint {done_at_kill}, {before} in topic, {duplicates} duplicates (bound {DUPLICATE_BOUND})")
 
 
+def test_backfill_resumed_run_ends_complete_and_a_third_run_publishes_nothing(pipeline, tmp_path):
+    """The resumed run counts its acknowledgements on top of the checkpoint's: it ends at
+    "100 of 100 done", so running the same command once more finds nothing to do."""
+    s = pipeline.settings
+    n = 100
+    src = tmp_path / "hundred.csv"
+    src.write_text("image_id,url\n" + "".join(f"r{i:03d},https://cdn.example.com/r{i}.jpg\n" for i in range(n)))
+    cp = tmp_path / "cp.json"
+    args = [sys.executable, "-m", "producer_tools.cli", "backfill", "--from-file", str(src), "--checkpoint", str(cp)]
+    proc = subprocess.Popen(args + ["--rate", "20"], cwd=REPO, env=pipeline.env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    for _ in range(1200):  # bounded: 60 s
+        if cp.exists() and json.loads(cp.read_text())["done"] >= 10:
+            break
+        assert proc.poll() is None, proc.stderr.read()
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(30)
+    at_kill = json.loads(cp.read_text())["done"]
+    assert 0 < at_kill < n, "the kill must land mid-way"
+
+    resumed = cli(pipeline.env, "backfill", "--from-file", str(src), "--checkpoint", str(cp))
+    assert resumed.returncode == 0, resumed.stderr
+    assert summary(resumed)["resumed_at"] == at_kill
+    state = json.loads(cp.read_text())
+    assert (state["done"], state["total"]) == (n, n), f"checkpoint after the resumed run: {state['done']} of {state['total']} done"
+    in_topic = len(read_all(s, s.topic_in))
+
+    third = cli(pipeline.env, "backfill", "--from-file", str(src), "--checkpoint", str(cp))
+    assert third.returncode == 0 and "already complete" in third.stderr, third.stderr
+    assert len(read_all(s, s.topic_in)) == in_topic  # nothing published again
+
+
 def test_progress_bar_on_a_terminal_only(pipeline, tmp_path):
     """stderr on a pseudo-terminal gets a live bar; captured stderr (a pipe) gets only the summary."""
     import fcntl

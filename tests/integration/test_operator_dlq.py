@@ -181,3 +181,29 @@ def test_replay_goes_back_to_the_input_topic_it_came_from(pipeline):
     assert sorted(m.key() for m in read_all(s, s.topic_in)) == [b"k0", b"k2"]
     back = read_all(s, f"{s.topic_in}.backfill")
     assert [m.key() for m in back] == [b"k1"] and json.loads(back[0].value())["trigger"] == "replay"
+
+
+def test_replay_whose_acknowledgements_never_arrive_commits_nothing(pipeline):
+    """The target topic does not exist and the broker creates none (auto.create.topics.enable=false),
+    so no acknowledgement arrives within --flush-timeout. The records are reported as failed and the
+    group's offset stays where an earlier, acknowledged replay left it: a later replay sends them."""
+    s = pipeline.settings
+    group = f"{s.topic_dlq}.replay"
+    dead_letter(s, [(event("first"), "inference", "x"), (event("second"), "inference", "x")])
+    ok = cli(pipeline.env, "dlq", "replay", "--group", group)
+    assert ok.returncode == 0, ok.stderr
+    assert committed(s, group, s.topic_dlq) == 2
+    dead_letter(s, [(event("third"), "inference", "x"), (event("fourth"), "inference", "x")])
+
+    lost = f"{s.topic_in}.nowhere"
+    r = cli(pipeline.env, "dlq", "replay", "--group", group, "--to", lost, "--flush-timeout", "2")
+    assert committed(s, group, s.topic_dlq) == 2, f"records never acknowledged were committed past:\n{r.stderr}"
+    assert r.returncode == 1, r.stderr
+    assert "failed 2" in r.stderr and "not acknowledged by the broker within 2s" in r.stdout, (r.stdout, r.stderr)
+    assert "Traceback" not in r.stderr
+
+    again = cli(pipeline.env, "dlq", "replay", "--group", group)
+    assert again.returncode == 0, again.stderr
+    assert committed(s, group, s.topic_dlq) == 4
+    # k0, k1 from the first replay; the two the failed replay held back come again (their keys restart at k0)
+    assert sorted(m.key() for m in read_all(s, s.topic_in)) == [b"k0", b"k0", b"k1", b"k1"]

@@ -152,6 +152,11 @@ def test_malformed_event_goes_to_dlq_404_is_rejected_and_our_outage_is_never_a_r
     assert invalid[0][0] == b'{"event_id": "bad-1", "image_id": 5}'  # original payload, byte for byte
     value, headers = by_stage[b"fetch"]
     assert json.loads(value)["event_id"] == dead.event_id
+    # a DLQ record keeps the input's key (the partitioning of a replay), even when the value is not an event
+    keys = {h["imagegate_error_stage"]: [] for _, h in out.dlq}
+    for (_, h), key in zip(out.dlq, out.dlq_keys):
+        keys[h["imagegate_error_stage"]].append(key)
+    assert keys == {b"validate": [b"raw", b"raw"], b"fetch": [b"img-dead"]}
     assert b"not the seller's problem" in headers["imagegate_error"] and headers["imagegate_attempts"] == b"3"
     by_src = {b["source_event_id"]: b for b in out.scored}
     assert dead.event_id not in by_src  # no seller-facing verdict for our outage

@@ -255,3 +255,26 @@ def test_backfill_topic_waits_while_live_uploads_are_in_flight(pipeline, origin)
     assert first > t_busy_until, "backfill was scored while live uploads were in flight"
     assert {b["trigger"] for b in out.scored} == {"backfill"}  # copied from the event
     assert w.stop() == 0
+
+
+def test_redis_latest_keeps_the_later_upload_when_the_older_one_is_consumed_last(pipeline, origin):
+    """One image uploaded twice; the later upload's event reaches the topic first (a producer that
+    retried, or two services racing), so the older upload is consumed last, at a higher offset of
+    the same partition. The latest result must stay the later upload's: `occurred_at` wins over
+    the offset, end to end through the worker's Redis write."""
+    import datetime as dt
+
+    t = dt.datetime(2026, 11, 29, 10, 0, tzinfo=dt.timezone.utc)
+    newer = make_event(f"{origin.url}/img/s1-sharp.jpg", image_id="raced").model_copy(
+        update={"occurred_at": t + dt.timedelta(minutes=5)})
+    older = make_event(f"{origin.url}/img/s0-tiny.png", image_id="raced").model_copy(update={"occurred_at": t})
+    w = pipeline.worker().start()
+    out = pipeline.collector()
+    pipeline.publish([newer, older])  # same key: same partition, the older one at the higher offset
+    assert out.wait_for({newer.event_id, older.event_id}, 90) == set(), w.log_tail()
+    assert [b["source_event_id"] for b in out.scored if b["image_id"] == "raced"] == [newer.event_id, older.event_id]
+    latest = json.loads(redis.Redis.from_url(pipeline.settings.redis_url).get(image_key("raced")))
+    assert latest["source_event_id"] == newer.event_id and latest["source_url"] == newer.url, \
+        f"Redis keeps the older upload's result (occurred_at_ms {latest.get('source_occurred_at_ms')}), consumed last"
+    assert latest["source_occurred_at_ms"] == int((t + dt.timedelta(minutes=5)).timestamp() * 1000)
+    assert w.stop() == 0

@@ -90,12 +90,29 @@ def test_body_trickled_one_byte_at_a_time_ends_at_the_deadline():
 
 
 def test_status_line_trickled_ends_at_the_deadline():
+    """Bounded on its own: a fetch that ignores the deadline here would be held for the whole
+    trickle (50 minutes), so it runs on a thread that the test stops waiting for."""
     peer = TricklePeer(b"HTTP/1.1 200 OK\r\n" + b"X-Pad: " + b"a" * 10_000, interval_s=0.3)
+    outcome: dict[str, object] = {}
+
+    def fetch() -> None:
+        t0 = time.monotonic()
+        try:
+            fetcher().fetch(peer.url)
+        except FetchError as e:
+            outcome["error"] = e
+        outcome["took"] = time.monotonic() - t0
+
+    worker = threading.Thread(target=fetch, daemon=True)
+    worker.start()
     try:
-        err, took = timed_failure(fetcher(), peer.url)
+        worker.join(DEADLINE_S + SLACK_S + 10)  # generous: a working fetch returns within DEADLINE_S + SLACK_S
+        held = worker.is_alive()
     finally:
-        peer.close()
-    assert err.transient
+        peer.close()  # also ends a fetch that is still held (the peer stops at its next byte)
+    assert not held, f"fetch still held {DEADLINE_S + SLACK_S + 10:.1f}s into a trickled status line ({DEADLINE_S}s deadline)"
+    err, took = outcome.get("error"), outcome["took"]
+    assert isinstance(err, FetchError) and err.transient, outcome
     assert took < DEADLINE_S + SLACK_S, f"fetch held for {took:.1f}s against a {DEADLINE_S}s deadline"
 
 
@@ -131,7 +148,8 @@ def test_site_local_ipv6_is_refused():
 
 
 @pytest.mark.parametrize("status,transient", [(404, False), (410, False), (403, False), (400, False),
-                                              (500, True), (503, True), (429, True), (408, True)])
+                                              (500, True), (503, True), (429, True), (408, True),
+                                              (425, True)])
 def test_http_status_is_sorted_into_seller_and_ours(small_origin, status, transient):
     err, _ = timed_failure(fetcher(), f"{small_origin.url}/status/{status}")
     assert err.transient is transient
@@ -158,3 +176,11 @@ def test_a_slow_first_byte_within_the_deadline_is_not_a_timeout():
     finally:
         peer.close()
     assert got.data == body
+
+
+def test_425_too_early_is_ours_and_retried_not_a_seller_reject(small_origin):
+    """425 Too Early: the origin will not answer a replayable request yet. Its state, not the URL."""
+    err, _ = timed_failure(fetcher(retries=2), f"{small_origin.url}/status/425")
+    assert err.transient, "425 must be our transient trouble, never the seller's reject"
+    assert small_origin.hits["/status/425"] == 3, "retried: one attempt and two retries"
+    assert "HTTP 425" in str(err) and "gave up after 3 attempts" in str(err)

@@ -213,3 +213,98 @@ def test_profile_without_heads_uses_the_registry_defaults(tmp_path):
     pol = Policy.from_file(p)
     assert pol.judge({**GOOD, "noise": 0.5}, "lenient", "main").reasons[0].threshold == RULES["noise"].demote
     assert pol.judge({**GOOD, "blur": 0.95}, "lenient", "main").decision is Decision.REJECT  # registry reject 0.9
+
+
+# --- a reject is never undone by a later, milder check --------------------------------------
+def test_a_reject_level_failure_stays_a_reject_after_a_later_demote_level_one():
+    # blur is checked before noise: 0.95 is over blur's reject limit, noise 0.6 only over its demote limit
+    v = P.judge({**MAIN, "blur": 0.95, "noise": 0.6}, "main_image", "main")
+    assert codes(v) == {ReasonCode.BLURRY, ReasonCode.NOISY}
+    assert v.decision is Decision.REJECT
+    # the resolution reject, found first, survives every head and measure checked after it
+    v = P.judge({**MAIN, "width": 400, "height": 400, "noise": 0.6, "product_fill": 0.6}, "main_image", "main")
+    assert v.decision is Decision.REJECT
+    assert codes(v) == {ReasonCode.LOW_RESOLUTION, ReasonCode.NOISY, ReasonCode.PRODUCT_TOO_SMALL}
+
+
+def test_reject_short_side_boundary():
+    """main_image rejects under 500 px on the short side; exactly 500 px is only too small (demote)."""
+    at = P.judge({**MAIN, "width": 500, "height": 600}, "main_image", "main")
+    assert at.decision is Decision.DEMOTE and codes(at) == {ReasonCode.LOW_RESOLUTION}
+    below = P.judge({**MAIN, "width": 499, "height": 600}, "main_image", "main")
+    assert below.decision is Decision.REJECT and codes(below) == {ReasonCode.LOW_RESOLUTION}
+    assert P.judge({**MAIN, "width": 600, "height": 500}, "main_image", "main").decision is Decision.DEMOTE
+
+
+# --- gaps found by mutation testing (mutants that survived the tests above) ----------------
+def test_score_boundaries_and_clamping():
+    """accept_score and reject_score are "at least": a score exactly on them passes that line."""
+    at_accept = P.judge({**MAIN, "quality": 60.0}, "main_image", "main")
+    assert at_accept.decision is Decision.ACCEPT and at_accept.reasons == []
+    at_reject = P.judge({**MAIN, "quality": 40.0}, "main_image", "main")
+    assert at_reject.decision is Decision.DEMOTE and codes(at_reject) == {ReasonCode.LOW_QUALITY}
+    below = P.judge({**MAIN, "quality": 39.99}, "main_image", "main")
+    assert below.decision is Decision.REJECT
+    (r,) = below.reasons
+    assert (r.value, r.threshold) == (39.99, 60)
+    # the model's raw output is clamped to 0..100, and reported to 2 decimals
+    assert P.judge({**MAIN, "quality": 130.0}, "main_image", "main").score == 100.0
+    assert P.judge({**MAIN, "quality": -3.0}, "main_image", "main").score == 0.0
+    assert P.judge({**MAIN, "quality": 77.4567}, "main_image", "main").score == 77.46
+    no_score = P.judge({k: v for k, v in MAIN.items() if k != "quality"}, "main_image", "main")
+    assert no_score.score == 0.0 and no_score.decision is Decision.REJECT  # no score: never an accept
+
+
+def test_reasons_carry_the_measured_value_and_the_threshold():
+    (res,) = P.judge({**MAIN, "width": 900, "height": 1200}, "main_image", "main").reasons
+    assert (res.code, res.value, res.threshold) == (ReasonCode.LOW_RESOLUTION, 900, 1000)
+    (ratio,) = P.judge({**MAIN, "width": 3000, "height": 1400}, "main_image", "main").reasons
+    assert (ratio.code, ratio.value, ratio.threshold) == (ReasonCode.BAD_ASPECT_RATIO, 2.143, "0.5-2.0")
+    (noisy,) = P.judge({**MAIN, "noise": 0.612345}, "main_image", "main").reasons
+    assert (noisy.value, noisy.threshold) == (0.6123, 0.5)
+
+
+def test_aspect_ratio_lower_bound_is_inclusive_and_no_size_means_no_ratio():
+    assert P.judge({**MAIN, "width": 1000, "height": 2000}, "main_image", "main").decision is Decision.ACCEPT
+    assert codes(P.judge({**MAIN, "width": 1000, "height": 2001}, "main_image", "main")) == {ReasonCode.BAD_ASPECT_RATIO}
+    unsized = P.judge({k: v for k, v in MAIN.items() if k not in ("width", "height")}, "main_image", "main")
+    assert codes(unsized) == {ReasonCode.LOW_RESOLUTION} and unsized.decision is Decision.REJECT
+    assert unsized.reasons[0].value == 0
+
+
+def test_white_background_threshold_is_inclusive_for_the_overexposure_skip():
+    on_white = {**MAIN, "overexposure": 0.8, "background_white": 0.9}
+    assert ReasonCode.OVEREXPOSED not in codes(P.judge(on_white, "main_image", "main"))
+    assert ReasonCode.OVEREXPOSED in codes(P.judge({**on_white, "background_white": 0.8999}, "main_image", "main"))
+
+
+def test_heads_without_reject_heads_never_reject_on_a_head(tmp_path):
+    base = json.loads(DEFAULT_POLICY_FILE.read_text())
+    del base["profiles"]["main_image"]["reject_heads"]
+    pol = Policy.from_file(_file(tmp_path, top_extra={"profiles": base["profiles"]}))
+    v = pol.judge({**MAIN, "blur": 0.99, "overlay": 0.99}, "main_image", "main")
+    assert v.decision is Decision.DEMOTE and codes(v) == {ReasonCode.BLURRY, ReasonCode.TEXT_OR_WATERMARK}
+
+
+def test_reject_helper_keeps_the_requested_profile_value_and_threshold():
+    v = P.reject("lenient", ReasonCode.TOO_LARGE, "image is 30000000 bytes", value=30_000_000, threshold=26_214_400)
+    assert v.policy.name == "lenient"
+    (r,) = v.reasons
+    assert (r.value, r.threshold) == (30_000_000, 26_214_400)
+
+
+def test_one_side_missing_is_no_ratio_and_no_crash():
+    v = P.judge({k: val for k, val in MAIN.items() if k != "height"}, "main_image", "main")
+    assert codes(v) == {ReasonCode.LOW_RESOLUTION} and v.decision is Decision.REJECT
+    v = P.judge({k: val for k, val in MAIN.items() if k != "width"}, "main_image", "main")
+    assert codes(v) == {ReasonCode.LOW_RESOLUTION} and v.decision is Decision.REJECT
+
+
+def test_overexposure_is_checked_when_the_background_was_not_measured():
+    sig = {k: v for k, v in {**GOOD, "overexposure": 0.8}.items() if k != "background_white"}
+    assert ReasonCode.OVEREXPOSED in codes(P.judge(sig, "default", "main"))
+
+
+def test_contrast_is_reported_as_a_number_not_a_percent():
+    (r,) = P.judge({**GOOD, "contrast": 0.013}, "default", "main").reasons
+    assert r.code is ReasonCode.LOW_CONTRAST and "(0.01, needs at least 0.04)" in r.message
