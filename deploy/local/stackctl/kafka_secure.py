@@ -9,7 +9,7 @@ acks=all producers and the group coordinator carry on.
 from __future__ import annotations
 
 from .install import ensure_jars
-from .kafka import cluster_id, launch, wait_ready
+from .kafka import BROKER_TUNING, cluster_id, launch, wait_ready
 from .paths import BROKERS, HOST, StackError, ports, say, stack_dir
 from .pki import credentials, ensure_pki
 from .procs import running_pid
@@ -67,16 +67,7 @@ num.partitions=1
 {isr}
 offsets.topic.num.partitions=1
 transaction.state.log.num.partitions=1
-group.initial.rebalance.delay.ms=0
-broker.heartbeat.interval.ms=1000
-broker.session.timeout.ms=4500
-auto.create.topics.enable=false
-delete.topic.enable=true
-num.network.threads=2
-num.io.threads=2
-num.recovery.threads.per.data.dir=1
-log.retention.hours=24
-"""
+{BROKER_TUNING}"""
 
 
 def _probe(name: str):
