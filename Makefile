@@ -62,10 +62,10 @@ train: $(EDITABLE)
 evaluate: $(EDITABLE)
 	$(PY) -m model.evaluate
 
-# Mutation check, on demand (not part of `make test`): mutmut mutates consumer/offsets.py, fetch.py
+# Mutation check, on demand (not part of `make test`): mutmut mutates consumer/offsets.py, fetch/
 # and policy.py (setup.cfg [mutmut]) and runs the unit tests against each mutant; the list printed
 # at the end is every change to that code the unit tests do not notice. Results are cached in mutants/.
-# By default only offsets.py and policy.py (minutes); fetch.py's 420 mutants took most of a 32 min
+# By default only offsets.py and policy.py (minutes); fetch's 420 mutants took most of a 32 min
 # run on 2 shared cores: `make mutate MUTANTS='consumer.*'` runs all three.
 MUTANTS ?= consumer.offsets.* consumer.policy.*
 MUTATE_JOBS ?= 2
