@@ -11,10 +11,11 @@ Every transfer ends by its deadline whatever the peer does: DNS runs under a bou
 at the deadline the socket is shut down, so a read blocked on a peer that trickles one
 byte at a time returns at once (a timeout between reads alone cannot see a trickle).
 
-Whose problem: 404/410 and other 4xx, refused URLs and bad host names are the seller's
-(`FetchError`, not transient, -> `reject`); DNS failures, connection errors, timeouts, 408,
-425, 429 and 5xx are ours (transient): retried here a few times with full-jitter
-exponential backoff, then handed to the worker's delayed-retry path (consumer/retry.py).
+Whose problem: 404/410 and other 4xx, refused URLs, bad host names, hosts that do not
+exist (confirmed) and special-use names are the seller's (`FetchError`, not transient,
+-> `reject`); resolver trouble, connection errors, timeouts, 408, 425, 429 and 5xx are
+ours (transient): retried here a few times with full-jitter exponential backoff, then
+handed to the worker's delayed-retry path (consumer/retry.py). DNS in detail: dns.py.
 
 The pieces, one job each:
 

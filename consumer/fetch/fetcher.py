@@ -15,7 +15,7 @@ from urllib.parse import SplitResult, urljoin, urlsplit
 
 from consumer.fetch.addresses import AddressPolicy
 from consumer.fetch.connect import Connector, Target
-from consumer.fetch.dns import resolve
+from consumer.fetch.dns import GetAddrInfo, Resolver
 from consumer.fetch.errors import BlockedURL, FetchError
 from consumer.fetch.files import FileReader
 from consumer.fetch.limits import FetchLimits
@@ -34,11 +34,14 @@ class Fetched:
 class Fetcher:
     """Thread-safe; one instance serves all fetch threads."""
 
-    def __init__(self, limits: FetchLimits, on_retry: Callable[[str], None] | None = None):
+    def __init__(self, limits: FetchLimits, on_retry: Callable[[str], None] | None = None,
+                 getaddrinfo: GetAddrInfo | None = None):
         self.limits = limits
         self._policy = AddressPolicy(limits.allow_networks)
         self._files = FileReader(limits.file_root, limits.max_bytes)
-        self._connector = Connector(resolve, self._policy.check, limits.connect_timeout_s, limits.timeout_s)
+        # With an allow-list, local-only names (localhost, .internal) are looked up and judged by address.
+        self.resolver = Resolver(getaddrinfo, local_names=bool(limits.allow_networks))
+        self._connector = Connector(self.resolver.resolve, self._policy.check, limits.connect_timeout_s, limits.timeout_s)
         self._on_retry = on_retry  # callback(reason: str) for metrics
 
     # -- public -----------------------------------------------------------------
