@@ -1,6 +1,7 @@
 """The Kafka loop: the one owner of the consumer.
 
-Poll, validate and hand work to the chain; the client's error and statistics callbacks;
+Poll, validate and hand work to the chain; the client's error and statistics callbacks
+(connection errors go through `BrokerLog`: one line per change, not one per attempt);
 draining at shutdown. Nothing else touches the consumer, so every consumer call happens on
 this thread. Its helpers, called from here only: pause/resume for backpressure and backfill
 priority (consumer/flow.py); rebalance callbacks, assignment epochs, storing and committing
@@ -18,6 +19,7 @@ from typing import Any, Callable
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from consumer import metrics
+from consumer.broker_log import CONNECTIVITY, BrokerLog, ClientLog
 from consumer.config import Settings
 from consumer.events import InvalidEvent, parse_uploaded
 from consumer.flow import FlowControl
@@ -33,7 +35,7 @@ log = logging.getLogger("imagegate.loop")
 SAFE_CONSUMER = {"enable.auto.offset.store": False, "enable.auto.commit": True}
 
 
-def consumer_config(s: Settings, error_cb: Callable, stats_cb: Callable) -> dict[str, Any]:
+def consumer_config(s: Settings, error_cb: Callable, stats_cb: Callable, logger: Any = None) -> dict[str, Any]:
     conf: dict[str, Any] = {
         "group.id": s.group_id,
         "auto.offset.reset": "earliest",
@@ -41,7 +43,7 @@ def consumer_config(s: Settings, error_cb: Callable, stats_cb: Callable) -> dict
         "statistics.interval.ms": 5000,
         "error_cb": error_cb,
         "stats_cb": stats_cb,
-        "logger": logging.getLogger("imagegate.kafka"),  # librdkafka logs as JSON lines too
+        "logger": logger or logging.getLogger("imagegate.kafka"),  # librdkafka logs as JSON lines too
     }
     if s.group_protocol == "consumer":
         conf["group.protocol"] = "consumer"  # KIP-848: the broker assigns incrementally
@@ -54,7 +56,7 @@ def consumer_config(s: Settings, error_cb: Callable, stats_cb: Callable) -> dict
 
 class KafkaLoop:
     def __init__(self, settings: Settings, tracker: OffsetTracker, emitter: Emitter, submit: Callable[[WorkItem], None],
-                 health: Health, stop: threading.Event):
+                 health: Health, stop: threading.Event, broker_log: BrokerLog | None = None):
         self.s = settings
         self.tracker = tracker
         self.emitter = emitter
@@ -64,7 +66,8 @@ class KafkaLoop:
         self.topics = [settings.topic_in] + ([settings.topic_backfill] if settings.topic_backfill else [])
         self.flow = FlowControl(settings, tracker)
         self.assignment = Assignment(settings, tracker, emitter, health, self.flow)
-        self.consumer = Consumer(consumer_config(settings, self._on_error, self._on_stats))
+        self.broker = broker_log or BrokerLog(log)
+        self.consumer = Consumer(consumer_config(settings, self._on_error, self._on_stats, ClientLog(self.broker)))
 
     # -- the loop ---------------------------------------------------------------------
     def run(self) -> None:
@@ -74,6 +77,7 @@ class KafkaLoop:
                                      "protocol": self.s.group_protocol, "instance": self.s.group_instance_id})
         while not self.stop.is_set() and not self.health.fatal:
             self.health.beat()
+            self.broker.tick()
             a.store(self.consumer)
             self.flow.apply(self.consumer, a.owned)
             for msg in self.consumer.consume(num_messages=self.s.consume_batch, timeout=self.s.consume_timeout_s):
@@ -92,6 +96,7 @@ class KafkaLoop:
         if epoch is None or not self.tracker.start(topic, partition, offset, epoch):
             return  # not ours any more, or already tracked (re-delivered after a seek)
         self.health.broker_ok = True
+        self.broker.ok()
         metrics.EVENTS_CONSUMED.inc()
         src = Source(topic, partition, offset, epoch, msg.key(), msg.value(), tuple(msg.headers() or ()))
         self.emitter.take_slot(src)
@@ -112,8 +117,10 @@ class KafkaLoop:
     def _on_error(self, err: KafkaError) -> None:
         if err.fatal() or err.code() == KafkaError._FATAL:
             self.health.set_fatal(f"consumer: {err.str()}")
-        if err.code() in (KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT):
+        if err.code() in CONNECTIVITY:
             self.health.broker_ok = False
+            self.broker.failed(str(err))  # logged once per outage, then summarised
+            return
         log.warning("kafka client error", extra={"error": str(err)})
 
     def _on_stats(self, stats_json: str) -> None:
@@ -127,6 +134,8 @@ class KafkaLoop:
                     if lag >= 0:
                         metrics.LAG.labels(topic, pid).set(lag)
             self.health.broker_ok = any(b.get("state") == "UP" for b in stats.get("brokers", {}).values())
+            if self.health.broker_ok:
+                self.broker.ok()
         except (ValueError, KeyError, TypeError):
             pass
 
@@ -150,4 +159,5 @@ class KafkaLoop:
         a.commit(self.consumer)
         a.closing = True  # the revoke that close() triggers must not wait again
         self.consumer.close()
+        self.broker.close()
         return left
