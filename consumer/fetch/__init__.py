@@ -23,6 +23,7 @@ The pieces, one job each:
 - `addresses.py` which addresses a seller's URL may reach (`AddressPolicy`)
 - `dns.py`       the one lookup of a host, bounded by the deadline
 - `connect.py`   a connection to the checked address, shut down at the deadline
+- `pool.py`      idle HTTPS connections kept per (host, checked address) for reuse
 - `transfer.py`  the HTTP exchange: request, status, bounded read
 - `files.py`     `file://` reads confined to a root
 """

@@ -1,9 +1,12 @@
 """A connection to a URL's host at an address that passed the SSRF check, ended by the deadline.
 
-The host is resolved once, every address is checked, and the socket goes to the checked
-address (TLS still verifies the certificate against the URL's host name): no second lookup
-that a rebinding attack could answer differently. At the deadline the socket is shut down,
-so a read or write blocked on a peer that trickles (or says nothing) returns at once.
+The host is resolved once per hop, every address is checked, and the socket goes to the
+checked address (TLS still verifies the certificate against the URL's host name): no second
+lookup that a rebinding attack could answer differently. At the deadline the socket is shut
+down, so a read or write blocked on a peer that trickles (or says nothing) returns at once.
+
+HTTPS connections whose response was read to its end are kept for reuse (consumer/fetch/pool.py),
+keyed by host and checked address, so reuse never skips the check or the certificate's host.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from urllib3.exceptions import HTTPError as Urllib3Error
 
 from consumer.fetch.addresses import IPAddress
 from consumer.fetch.errors import BlockedURL, FetchError
+from consumer.fetch.pool import ConnectionPool
 
 
 @dataclass(frozen=True)
@@ -48,13 +52,31 @@ class Target:
         return cls(scheme, host, port, path, host if parts.port is None else f"{host}:{parts.port}")
 
 
+class StaleConnection(Exception):
+    """A pooled connection the peer had closed: the caller tries once more on a new one."""
+
+
+@dataclass
+class Lease:
+    """A connected connection for one exchange; the transfer says whether it may be kept."""
+
+    conn: HTTPConnection
+    guard: "SocketDeadline"
+    reused: bool
+    answered: bool = False  # a response status line arrived
+    reusable: bool = False  # the response was read to its end and the peer keeps the connection open
+
+
 class Connector:
     def __init__(self, resolve: Callable[[str, int, float], list[IPAddress]], check: Callable[[IPAddress], None],
-                 connect_timeout_s: float, timeout_s: float):
+                 connect_timeout_s: float, timeout_s: float, pool: ConnectionPool | None = None,
+                 ca_certs: str | None = None):
         self._resolve = resolve
         self._check = check
         self.connect_timeout_s = connect_timeout_s
         self.timeout_s = timeout_s
+        self.pool = pool
+        self._ca_certs = ca_certs  # None: the system's trust store; verification itself is never optional
 
     def checked_ip(self, target: Target, deadline: float) -> str:
         addrs = self._resolve(target.host, target.port, deadline)
@@ -63,34 +85,42 @@ class Connector:
         return str(addrs[0])
 
     @contextmanager
-    def open(self, target: Target, deadline: float) -> Iterator[tuple[HTTPConnection, "SocketDeadline"]]:
-        """A connected connection and its deadline guard; any network error in the block becomes a transient FetchError."""
-        ip = self.checked_ip(target, deadline)  # connect to this checked address: no second lookup
+    def open(self, target: Target, ip: str, deadline: float, reuse: bool = True) -> Iterator[Lease]:
+        """A connection to the checked `ip`; any network error in the block becomes a transient FetchError."""
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise self.too_slow()
-        timeout = min(self.connect_timeout_s, remaining)  # for connect; reads get the rest below
-        if target.scheme == "https":
-            conn: HTTPConnection = HTTPSConnection(ip, target.port, timeout=timeout, server_hostname=target.host,
-                                                   assert_hostname=target.host, cert_reqs="CERT_REQUIRED")
-        else:
-            conn = HTTPConnection(ip, target.port, timeout=timeout)
-        guard = SocketDeadline(conn, deadline)
+        key = (target.host, ip, target.port)
+        pooled = self.pool.take(key) if reuse and self.pool is not None and target.scheme == "https" else None
+        conn = pooled or self._new(target, ip, min(self.connect_timeout_s, remaining))  # reads get the rest below
+        lease = Lease(conn, SocketDeadline(conn, deadline), reused=pooled is not None)
         try:
-            conn.connect()
-            guard.arm()
+            if pooled is None:
+                conn.connect()
+            lease.guard.arm()
             conn.timeout = max(0.05, deadline - time.monotonic())  # urllib3 applies it to the socket before reading
             conn.sock.settimeout(conn.timeout)
-            yield conn, guard
+            yield lease
         except FetchError:
             raise
         except (Urllib3Error, OSError, ValueError, http.client.HTTPException) as e:
-            if guard.fired:
+            if lease.guard.fired:
                 raise self.too_slow() from None
+            if lease.reused and not lease.answered:
+                raise StaleConnection() from None
             raise FetchError(f"cannot fetch from {target.host}: {type(e).__name__}: {e}", transient=True) from None
         finally:
-            guard.cancel()
-            conn.close()
+            lease.guard.cancel()
+            if lease.reusable and not lease.guard.fired and self.pool is not None and target.scheme == "https":
+                self.pool.put(key, conn)
+            else:
+                conn.close()
+
+    def _new(self, target: Target, ip: str, timeout: float) -> HTTPConnection:
+        if target.scheme == "https":
+            return HTTPSConnection(ip, target.port, timeout=timeout, server_hostname=target.host,
+                                   assert_hostname=target.host, cert_reqs="CERT_REQUIRED", ca_certs=self._ca_certs)
+        return HTTPConnection(ip, target.port, timeout=timeout)
 
     def too_slow(self) -> FetchError:
         return FetchError(f"download took longer than {self.timeout_s:g}s", transient=True)

@@ -14,11 +14,12 @@ from typing import Callable
 from urllib.parse import SplitResult, urljoin, urlsplit
 
 from consumer.fetch.addresses import AddressPolicy
-from consumer.fetch.connect import Connector, Target
+from consumer.fetch.connect import Connector, StaleConnection, Target
 from consumer.fetch.dns import GetAddrInfo, Resolver
 from consumer.fetch.errors import BlockedURL, FetchError
 from consumer.fetch.files import FileReader
 from consumer.fetch.limits import FetchLimits
+from consumer.fetch.pool import ConnectionPool
 from consumer.fetch.transfer import http_get
 
 MAX_URL_LENGTH = 4096
@@ -41,7 +42,9 @@ class Fetcher:
         self._files = FileReader(limits.file_root, limits.max_bytes)
         # With an allow-list, local-only names (localhost, .internal) are looked up and judged by address.
         self.resolver = Resolver(getaddrinfo, local_names=bool(limits.allow_networks))
-        self._connector = Connector(self.resolver.resolve, self._policy.check, limits.connect_timeout_s, limits.timeout_s)
+        self.pool = ConnectionPool(limits.pool_max_idle, limits.pool_idle_s) if limits.pool_max_idle > 0 else None
+        self._connector = Connector(self.resolver.resolve, self._policy.check, limits.connect_timeout_s, limits.timeout_s,
+                                    self.pool, limits.ca_certs)
         self._on_retry = on_retry  # callback(reason: str) for metrics
 
     # -- public -----------------------------------------------------------------
@@ -79,13 +82,20 @@ class Fetcher:
                 # Credentials in an image URL are never legitimate, and `http://public@127.0.0.1/`
                 # style userinfo exists to confuse whoever reads the URL.
                 raise BlockedURL("url contains userinfo (user@host); refused")
-            target = Target.of(parts)
-            with self._connector.open(target, deadline) as (conn, guard):
-                data, location = http_get(conn, guard, target, deadline, self.limits)
+            data, location = self._http_get(Target.of(parts), deadline)
             if location is None:
                 return data, url
             url = urljoin(url, location)
         raise FetchError(f"more than {self.limits.max_redirects} redirects")
+
+    def _http_get(self, target: Target, deadline: float) -> tuple[bytes, str | None]:
+        ip = self._connector.checked_ip(target, deadline)  # every hop, pooled connection or not
+        try:
+            with self._connector.open(target, ip, deadline) as lease:
+                return http_get(lease, target, deadline, self.limits)
+        except StaleConnection:  # the origin closed the idle connection: once more on a new one
+            with self._connector.open(target, ip, deadline, reuse=False) as lease:
+                return http_get(lease, target, deadline, self.limits)
 
     def _checked_parts(self, url: str) -> SplitResult:
         if len(url) > MAX_URL_LENGTH:

@@ -18,3 +18,6 @@ class FetchLimits:
     retries: int = 3
     backoff_ms: float = 200.0
     user_agent: str = "imagegate"
+    pool_max_idle: int = 32  # idle HTTPS connections kept for reuse in all; 0: a new connection every time
+    pool_idle_s: float = 20.0  # dropped after this long unused (origins close idle connections too)
+    ca_certs: str | None = None  # a CA bundle instead of the system's; certificates are always verified

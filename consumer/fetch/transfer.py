@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import time
 
-from urllib3.connection import HTTPConnection
-
 from consumer.events import ReasonCode
-from consumer.fetch.connect import SocketDeadline, Target
+from consumer.fetch.connect import Lease, SocketDeadline, Target
 from consumer.fetch.errors import FetchError
 from consumer.fetch.limits import FetchLimits
 
@@ -22,13 +20,14 @@ _TRANSIENT_4XX = {408, 425, 429}  # request timeout, too early, too many request
 _CHUNK = 64 * 1024
 
 
-def http_get(conn: HTTPConnection, guard: SocketDeadline, target: Target, deadline: float,
-             limits: FetchLimits) -> tuple[bytes, str | None]:
+def http_get(lease: Lease, target: Target, deadline: float, limits: FetchLimits) -> tuple[bytes, str | None]:
     """The body, or (b"", Location) for a redirect the caller follows (and checks) itself."""
+    conn = lease.conn
     conn.request("GET", target.path, headers={"Host": target.host_header, "User-Agent": limits.user_agent,
                                               "Accept": "image/*", "Accept-Encoding": "identity"},
                  preload_content=False, decode_content=False)
     resp = conn.getresponse()
+    lease.answered = True
     if resp.status in REDIRECTS:
         location = resp.headers.get("Location")
         if not location:
@@ -41,7 +40,10 @@ def http_get(conn: HTTPConnection, guard: SocketDeadline, target: Target, deadli
     declared = resp.headers.get("Content-Length")
     if declared and declared.isdigit() and int(declared) > limits.max_bytes:
         raise FetchError(f"image is {int(declared)} bytes, limit is {limits.max_bytes}", code=ReasonCode.TOO_LARGE)
-    return _read_bounded(resp, guard, deadline, limits), None
+    data = _read_bounded(resp, lease.guard, deadline, limits)
+    # Read to its end: the connection may serve the next image from this origin, unless the peer closes it.
+    lease.reusable = resp.version == 11 and resp.headers.get("Connection", "").lower() != "close"
+    return data, None
 
 
 def _read_bounded(resp, guard: SocketDeadline, deadline: float, limits: FetchLimits) -> bytes:
