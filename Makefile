@@ -65,10 +65,10 @@ evaluate: $(EDITABLE)
 evaluate-products: $(EDITABLE)
 	$(PY) -m training.product_eval
 
-# Mutation check, on demand (not part of `make test`): mutmut mutates consumer/offsets.py, fetch.py,
+# Mutation check, on demand (not part of `make test`): mutmut mutates consumer/offsets.py, fetch/,
 # policy.py, signals.py and producer_tools/backfill.py (setup.cfg [mutmut]) and runs the unit tests
 # against each mutant; the list printed at the end is every change to that code the unit tests do not
-# notice. Results are cached in mutants/. By default all but fetch.py (minutes); fetch.py's 420 mutants
+# notice. Results are cached in mutants/. By default all but fetch/ (minutes); fetch's 420 mutants
 # took most of a 32 min run on 2 shared cores: `make mutate MUTANTS='consumer.* producer_tools.*'` runs all.
 MUTANTS ?= consumer.offsets.* consumer.policy.* consumer.signals.* producer_tools.backfill.*
 MUTATE_JOBS ?= 2

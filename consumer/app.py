@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import logging
 import signal
 import sys
@@ -23,11 +24,30 @@ def load_predictor(settings: Settings):
     return model.load(settings.model_path, settings.device, runtime=settings.runtime)
 
 
+USAGE = """usage: imagegate-worker [--help | --version]
+
+Runs the worker until SIGTERM. Configured by IMAGEGATE_* environment variables (see README: Configuration)."""
+
+
+def version() -> str:
+    """The installed distribution's version: the same source as `imagegate --version`."""
+    try:
+        return importlib.metadata.version("imagegate")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if args and args[0] in ("-h", "--help"):
-        print("usage: imagegate-worker\n\nConfigured by IMAGEGATE_* environment variables (see README: Configuration).")
+        print(USAGE)
         return 0
+    if args and args[0] == "--version":
+        print(f"imagegate-worker {version()}")
+        return 0
+    if args:  # anything else would start a worker the caller did not ask for
+        print(f"imagegate-worker: unknown argument {args[0]!r}\n\n{USAGE}", file=sys.stderr)
+        return 2
     try:
         settings = load_settings()
     except ConfigError as e:

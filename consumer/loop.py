@@ -1,22 +1,11 @@
 """The Kafka loop: the one owner of the consumer.
 
-Poll, validate and hand work to the chain; pause and resume (backpressure and priority);
-rebalance callbacks; store and commit offsets; assignment epochs. Nothing else touches the
-consumer, so every consumer call happens on this thread.
-
-- Offsets: only the highest contiguous completed offset is stored (`OffsetTracker`), and
-  auto-commit commits what was stored; revoke and shutdown commit synchronously.
-- Epochs: each assignment of a partition gets a new epoch; work carries it, so a completion
-  from before a revoke can never count in a later assignment of the same partition.
-- Backpressure: at `max_in_flight` unfinished events (not counting those parked for a
-  delayed retry) every partition pauses; it resumes at half. Pauses are re-applied to the
-  whole assignment after every rebalance, so no partition stays paused (or unpaused) by
-  accident when partitions move while paused.
-- Priority: partitions of the backfill topic also pause while live work is in flight above
-  a quarter of the bound, so a backfill never starves fresh uploads.
-- Rebalancing is incremental (KIP-848 `group.protocol=consumer`, or cooperative-sticky with
-  the classic protocol); a revoke stops taking work for those partitions, waits up to
-  `revoke_timeout_s` for their in-flight work, stores and commits, then lets go.
+Poll, validate and hand work to the chain; the client's error and statistics callbacks
+(connection errors go through `BrokerLog`: one line per change, not one per attempt);
+draining at shutdown. Nothing else touches the consumer, so every consumer call happens on
+this thread. Its helpers, called from here only: pause/resume for backpressure and backfill
+priority (consumer/flow.py); rebalance callbacks, assignment epochs, storing and committing
+offsets (consumer/rebalance.py).
 """
 
 from __future__ import annotations
@@ -30,11 +19,14 @@ from typing import Any, Callable
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from consumer import metrics
+from consumer.broker_log import CONNECTIVITY, BrokerLog, ClientLog
 from consumer.config import Settings
 from consumer.events import InvalidEvent, parse_uploaded
+from consumer.flow import FlowControl
 from consumer.health import Health
-from consumer.offsets import TP, OffsetTracker
+from consumer.offsets import OffsetTracker
 from consumer.ordering import Emitter
+from consumer.rebalance import Assignment
 from consumer.work import Source, WorkItem
 
 log = logging.getLogger("imagegate.loop")
@@ -43,7 +35,7 @@ log = logging.getLogger("imagegate.loop")
 SAFE_CONSUMER = {"enable.auto.offset.store": False, "enable.auto.commit": True}
 
 
-def consumer_config(s: Settings, error_cb: Callable, stats_cb: Callable) -> dict[str, Any]:
+def consumer_config(s: Settings, error_cb: Callable, stats_cb: Callable, logger: Any = None) -> dict[str, Any]:
     conf: dict[str, Any] = {
         "group.id": s.group_id,
         "auto.offset.reset": "earliest",
@@ -51,7 +43,7 @@ def consumer_config(s: Settings, error_cb: Callable, stats_cb: Callable) -> dict
         "statistics.interval.ms": 5000,
         "error_cb": error_cb,
         "stats_cb": stats_cb,
-        "logger": logging.getLogger("imagegate.kafka"),  # librdkafka logs as JSON lines too
+        "logger": logger or logging.getLogger("imagegate.kafka"),  # librdkafka logs as JSON lines too
     }
     if s.group_protocol == "consumer":
         conf["group.protocol"] = "consumer"  # KIP-848: the broker assigns incrementally
@@ -64,7 +56,7 @@ def consumer_config(s: Settings, error_cb: Callable, stats_cb: Callable) -> dict
 
 class KafkaLoop:
     def __init__(self, settings: Settings, tracker: OffsetTracker, emitter: Emitter, submit: Callable[[WorkItem], None],
-                 health: Health, stop: threading.Event):
+                 health: Health, stop: threading.Event, broker_log: BrokerLog | None = None):
         self.s = settings
         self.tracker = tracker
         self.emitter = emitter
@@ -72,22 +64,22 @@ class KafkaLoop:
         self.health = health
         self.stop = stop
         self.topics = [settings.topic_in] + ([settings.topic_backfill] if settings.topic_backfill else [])
-        self._assignment: set[TP] = set()
-        self._paused: set[TP] = set()
-        self._full = False  # in-flight reached the bound and has not drained to half yet
-        self._reapply = False  # after a rebalance: pause/resume the whole assignment again
-        self._closing = False
-        self.consumer = Consumer(consumer_config(settings, self._on_error, self._on_stats))
+        self.flow = FlowControl(settings, tracker)
+        self.assignment = Assignment(settings, tracker, emitter, health, self.flow)
+        self.broker = broker_log or BrokerLog(log)
+        self.consumer = Consumer(consumer_config(settings, self._on_error, self._on_stats, ClientLog(self.broker)))
 
     # -- the loop ---------------------------------------------------------------------
     def run(self) -> None:
-        self.consumer.subscribe(self.topics, on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost)
+        a = self.assignment
+        self.consumer.subscribe(self.topics, on_assign=a.on_assign, on_revoke=a.on_revoke, on_lost=a.on_lost)
         log.info("consuming", extra={"topics": self.topics, "group": self.s.group_id,
                                      "protocol": self.s.group_protocol, "instance": self.s.group_instance_id})
         while not self.stop.is_set() and not self.health.fatal:
             self.health.beat()
-            self._store()
-            self._flow_control()
+            self.broker.tick()
+            a.store(self.consumer)
+            self.flow.apply(self.consumer, a.owned)
             for msg in self.consumer.consume(num_messages=self.s.consume_batch, timeout=self.s.consume_timeout_s):
                 self._accept(msg)
 
@@ -104,6 +96,7 @@ class KafkaLoop:
         if epoch is None or not self.tracker.start(topic, partition, offset, epoch):
             return  # not ours any more, or already tracked (re-delivered after a seek)
         self.health.broker_ok = True
+        self.broker.ok()
         metrics.EVENTS_CONSUMED.inc()
         src = Source(topic, partition, offset, epoch, msg.key(), msg.value(), tuple(msg.headers() or ()))
         self.emitter.take_slot(src)
@@ -120,100 +113,14 @@ class KafkaLoop:
             return
         self.submit(item)
 
-    # -- flow control -------------------------------------------------------------------
-    def _flow_control(self) -> None:
-        n = self.tracker.in_flight()
-        metrics.IN_FLIGHT.set(n)
-        limit = self.s.max_in_flight
-        if not self._full and n >= limit:
-            self._full = True
-            log.info("paused consumption: in-flight at bound", extra={"in_flight": n})
-        elif self._full and n <= limit // 2:
-            self._full = False
-            log.info("resumed consumption", extra={"in_flight": n})
-        metrics.PAUSED.set(1 if self._full else 0)
-        want = set(self._assignment) if self._full else set()
-        if self.s.topic_backfill and not self._full and self.tracker.in_flight({self.s.topic_in}) >= max(1, limit // 4):
-            want = {tp for tp in self._assignment if tp[0] == self.s.topic_backfill}
-        if want == self._paused and not self._reapply:
-            return
-        resume = (self._assignment if self._reapply else self._paused) - want
-        pause = want if self._reapply else want - self._paused
-        if resume:
-            self.consumer.resume([TopicPartition(t, p) for t, p in resume])
-        if pause:
-            self.consumer.pause([TopicPartition(t, p) for t, p in pause])
-        log.debug("pause state", extra={"paused": sorted(f"{t}[{p}]" for t, p in want), "in_flight": n})
-        self._paused, self._reapply = want, False
-
-    # -- offsets ---------------------------------------------------------------------------
-    def _store(self, keys: list[TP] | None = None) -> None:
-        todo = self.tracker.to_store(keys)
-        if not todo:
-            return
-        try:
-            self.consumer.store_offsets(offsets=[TopicPartition(t, p, o) for t, p, o in todo])
-        except KafkaException as e:
-            log.warning("store_offsets failed", extra={"error": str(e)})
-
-    def _commit(self) -> None:
-        try:
-            self.consumer.commit(asynchronous=False)
-        except KafkaException as e:
-            if e.args[0].code() != KafkaError._NO_OFFSET:
-                log.warning("commit failed", extra={"error": str(e)})
-
-    # -- rebalance callbacks (inside consume(), on this thread) ---------------------------------
-    def _on_assign(self, consumer, partitions) -> None:
-        for tp in partitions:
-            self.tracker.assign(tp.topic, tp.partition)
-            self._assignment.add((tp.topic, tp.partition))
-        consumer.incremental_assign(partitions)
-        self._reapply = True
-        self._flow_control()  # new partitions obey the current pause state before their first fetch
-        self._assigned_changed()
-        self.health.broker_ok = True
-        log.info("partitions assigned", extra={"partitions": [f"{tp.topic}[{tp.partition}]" for tp in partitions]})
-
-    def _on_revoke(self, consumer, partitions) -> None:
-        keys = [(tp.topic, tp.partition) for tp in partitions]
-        deadline = time.monotonic() + (0 if self._closing else self.s.revoke_timeout_s)
-        while self.tracker.in_flight_for(keys) and time.monotonic() < deadline and not self.health.fatal:
-            time.sleep(0.02)  # pipeline and sink threads keep completing meanwhile
-            self.health.beat()
-        self._store(keys)
-        self._commit()
-        dropped = self.tracker.in_flight_for(keys, include_waiting=True)
-        self._let_go(keys)
-        log.info("partitions revoked", extra={"partitions": [f"{t}[{p}]" for t, p in keys], "unfinished_redelivered": dropped})
-
-    def _on_lost(self, consumer, partitions) -> None:
-        keys = [(tp.topic, tp.partition) for tp in partitions]
-        self._let_go(keys)
-        log.warning("partitions lost (no commit possible)", extra={"partitions": [f"{t}[{p}]" for t, p in keys]})
-
-    def _let_go(self, keys: list[TP]) -> None:
-        for t, p in keys:
-            self.tracker.forget(t, p)  # later completions of this epoch are ignored
-            self.emitter.forget_partition(t, p)
-            self._assignment.discard((t, p))
-            self._paused.discard((t, p))
-            try:
-                metrics.LAG.remove(t, str(p))
-            except KeyError:
-                pass
-        self._reapply = True
-        self._assigned_changed()
-
-    def _assigned_changed(self) -> None:
-        self.health.assigned = len(self._assignment)
-        metrics.ASSIGNED.set(len(self._assignment))
-
+    # -- client callbacks (inside consume(), on this thread) ----------------------------------
     def _on_error(self, err: KafkaError) -> None:
         if err.fatal() or err.code() == KafkaError._FATAL:
             self.health.set_fatal(f"consumer: {err.str()}")
-        if err.code() in (KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT):
+        if err.code() in CONNECTIVITY:
             self.health.broker_ok = False
+            self.broker.failed(str(err))  # logged once per outage, then summarised
+            return
         log.warning("kafka client error", extra={"error": str(err)})
 
     def _on_stats(self, stats_json: str) -> None:
@@ -221,12 +128,14 @@ class KafkaLoop:
             stats = json.loads(stats_json)
             for topic, t in stats.get("topics", {}).items():
                 for pid, p in t.get("partitions", {}).items():
-                    if pid == "-1" or (topic, int(pid)) not in self._assignment:
+                    if pid == "-1" or (topic, int(pid)) not in self.assignment.owned:
                         continue
                     lag = p.get("consumer_lag", -1)
                     if lag >= 0:
                         metrics.LAG.labels(topic, pid).set(lag)
             self.health.broker_ok = any(b.get("state") == "UP" for b in stats.get("brokers", {}).values())
+            if self.health.broker_ok:
+                self.broker.ok()
         except (ValueError, KeyError, TypeError):
             pass
 
@@ -235,18 +144,20 @@ class KafkaLoop:
         """Stop taking work, let in-flight work finish (storing as it does), commit, close.
 
         Returns the number of events left unfinished (they are consumed again by the next owner)."""
-        if self._assignment:
+        a = self.assignment
+        if a.owned:
             try:
-                self.consumer.pause([TopicPartition(t, p) for t, p in self._assignment])
+                self.consumer.pause([TopicPartition(t, p) for t, p in a.owned])
             except KafkaException:
                 pass
         while self.tracker.in_flight() and time.monotonic() < deadline and not self.health.fatal:
-            self._store()
+            a.store(self.consumer)
             self.health.beat()
             time.sleep(0.05)
         left = self.tracker.in_flight() + self.tracker.waiting()
-        self._store()
-        self._commit()
-        self._closing = True  # the revoke that close() triggers must not wait again
+        a.store(self.consumer)
+        a.commit(self.consumer)
+        a.closing = True  # the revoke that close() triggers must not wait again
         self.consumer.close()
+        self.broker.close()
         return left

@@ -14,7 +14,7 @@ import json
 import threading
 
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from prometheus_client import (CONTENT_TYPE_LATEST, REGISTRY, Counter, Gauge, Histogram, Info, disable_created_metrics,
                                generate_latest)
@@ -22,9 +22,6 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from consumer.events import Decision, ReasonCode
-
-if TYPE_CHECKING:
-    from consumer.health import Health
 
 disable_created_metrics()  # no `*_created` series: they double the series count and nothing here queries them
 
@@ -162,7 +159,15 @@ def watch_gpu(device: Any) -> bool:
     return True
 
 
-def serve(health: "Health", host: str, port: int) -> ThreadingHTTPServer:
+class Probes(Protocol):
+    """What `/healthz` and `/readyz` ask (consumer/health.py answers); metrics imports no health code."""
+
+    def live(self) -> tuple[bool, dict]: ...
+
+    def ready(self) -> tuple[bool, dict]: ...
+
+
+def serve(health: Probes, host: str, port: int) -> ThreadingHTTPServer:
     """Start the ops server on a daemon thread; returns it (server.server_port has the port)."""
 
     class Handler(BaseHTTPRequestHandler):

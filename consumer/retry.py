@@ -3,11 +3,14 @@
 | failure                                                      | whose  | outcome                               |
 |--------------------------------------------------------------|--------|---------------------------------------|
 | 404/410/other 4xx, not an image, corrupt, too large/small,   | seller | `reject` with a reason code (steps    |
-| refused by the SSRF policy, malformed host name              |        | record it; it is not an error here)   |
-| DNS failure, connection refused/reset, timeout, 5xx, 429,    | ours   | `Transient`: retried after            |
-| TLS trouble, decode budget busy, a model/device error that   |        | `IMAGEGATE_RETRY_DELAYS_S` (minutes), |
-| fails every image of a batch                                 |        | then DLQ with the reason; never a     |
+| refused by the SSRF policy, malformed host name, a host that |        | record it; it is not an error here)   |
+| does not exist (confirmed), a special-use host name          |        |                                       |
+| resolver trouble (SERVFAIL, EAI_FAIL, no answer), connection | ours   | `Transient`: retried after            |
+| refused/reset, timeout, 5xx, 429, TLS trouble, decode budget |        | `IMAGEGATE_RETRY_DELAYS_S` (minutes), |
+| busy, a model/device error that fails every image of a batch |        | then DLQ with the reason; never a     |
 |                                                              |        | seller-facing verdict                 |
+
+DNS outcomes in detail: consumer/fetch/dns.py.
 | anything unexpected (a bug, one poison input)                | ours   | `IMAGEGATE_PROCESSING_RETRIES` quick  |
 |                                                              |        | retries, then DLQ                     |
 

@@ -7,36 +7,32 @@ acks=all). Every produce error is handled, none kills the thread:
 | error                                                     | output topic            | DLQ topic                        |
 |-----------------------------------------------------------|-------------------------|----------------------------------|
 | retriable (broker away, timeout, leader change, ...)      | produced again, backoff | produced again, backoff          |
-| record too large                                          | fatal                   | sent again truncated (below)     |
+| record too large                                          | fatal                   | sent again truncated (records.py)|
 | any other permanent error (unknown topic, authorization)  | fatal                   | fatal                            |
 
-A truncated DLQ record keeps the key and the headers, cuts the value to
-`DLQ_TRUNCATED_BYTES` (or to nothing if even that is refused) and adds
-`imagegate_truncated`, `imagegate_original_size` and `imagegate_original_sha256`.
+Building the records, and cutting a refused DLQ record down: consumer/records.py.
 Fatal means: readiness and liveness fail, the worker stops consuming and exits non-zero;
 offsets of undelivered events are never committed, so nothing is lost.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import queue
 import threading
 import time
-from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 
-from consumer import events, metrics
+from consumer import metrics, records
 from consumer.cache import ResultCache
 from consumer.ordering import Outcome
+from consumer.records import Record
 from consumer.work import WorkItem
 
 log = logging.getLogger("imagegate.sink")
 
-DLQ_TRUNCATED_BYTES = 8192
 # Producer settings that at-least-once depends on: applied last, nothing overrides them.
 SAFE_PRODUCER = {"enable.idempotence": True, "acks": "all"}
 _RECORD_TOO_LARGE = {KafkaError.MSG_SIZE_TOO_LARGE, KafkaError.RECORD_LIST_TOO_LARGE}
@@ -47,23 +43,42 @@ _PERMANENT = _RECORD_TOO_LARGE | {
 }
 
 
-_KEPT_HEADERS = {"imagegate_replay_of", "imagegate_trigger"}
-
-
 def is_permanent(err: KafkaError) -> bool:
     return err.fatal() or err.code() in _PERMANENT
 
 
-@dataclass
-class Record:
-    out: Outcome
-    topic: str
-    key: bytes | None
-    value: bytes
-    headers: list[tuple[str, bytes]]
-    attempts: int = 0
-    truncated: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
+def _drain(q: "queue.Queue[Record]", limit: int = 512) -> list[Record]:
+    """What is queued, up to `limit`, waiting briefly for the first record."""
+    out: list[Record] = []
+    try:
+        out.append(q.get(timeout=0.01))
+        while len(out) < limit:
+            out.append(q.get_nowait())
+    except queue.Empty:
+        pass
+    return out
+
+
+class _Later:
+    """Records waiting out their backoff before they are produced again."""
+
+    def __init__(self) -> None:
+        self._items: list[tuple[float, Record]] = []
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def add(self, rec: Record) -> float:
+        rec.attempts += 1
+        delay = min(30.0, 0.5 * 2 ** min(rec.attempts, 6))
+        self._items.append((time.monotonic() + delay, rec))
+        return delay
+
+    def due(self) -> list[Record]:
+        now = time.monotonic()
+        due = [r for t, r in self._items if t <= now]
+        self._items = [(t, r) for t, r in self._items if t > now]
+        return due
 
 
 class Sink:
@@ -81,7 +96,7 @@ class Sink:
         self._on_fatal = on_fatal
         self._beat = heartbeat
         self._q: queue.Queue[Record] = queue.Queue()
-        self._retry: list[tuple[float, Record]] = []
+        self._retry = _Later()
         self._stop = threading.Event()
         self.fatal: str | None = None
         self.thread = threading.Thread(target=self._run, name="sink", daemon=True)
@@ -91,35 +106,9 @@ class Sink:
 
     # -- from the ordered emitter (any pipeline thread) --------------------------------
     def send(self, out: Outcome) -> None:
-        self._q.put(self._scored(out) if out.scored is not None else self._dead_letter(out))
-
-    def _scored(self, out: Outcome) -> Record:
-        body = out.scored
-        assert body is not None
-        headers = events.cloudevent_headers(body.event_id, "dev.imagegate.image_scored.v1", self.source, events.now_utc())
-        tp = out.item.source.header("traceparent")
-        if tp:
-            headers.append(("traceparent", tp))
-        return Record(out, self.topic_out, body.image_id.encode(), body.model_dump_json().encode(), headers)
-
-    def _dead_letter(self, out: Outcome) -> Record:
-        """The original payload, byte for byte, with headers saying why and where from."""
-        item, src = out.item, out.item.source
-        # our own DLQ headers are replaced; the replay and trigger marks stay, so a replay loop shows
-        headers = [(k, v) for k, v in src.headers if not k.startswith("imagegate_") or k in _KEPT_HEADERS]
-        headers += [
-            (events.DLQ_HEADER_ERROR, out.dlq_error.encode("utf-8", "replace")[:4000]),
-            (events.DLQ_HEADER_STAGE, out.dlq_stage.encode()),
-            (events.DLQ_HEADER_TOPIC, src.topic.encode()),
-            (events.DLQ_HEADER_PARTITION, str(src.partition).encode()),
-            (events.DLQ_HEADER_OFFSET, str(src.offset).encode()),
-            (events.DLQ_HEADER_FAILED_AT, events.now_utc().isoformat().encode()),
-            # tries in all: failed attempts counted by the chain (at least the one that failed)
-            (events.DLQ_HEADER_ATTEMPTS, str(max(1, item.failures + item.transient_failures)).encode()),
-        ]
-        key = src.key if src.key is not None else (item.event.image_id.encode() if item.event else None)
-        log.warning("event sent to DLQ", extra={**item.log_ids(), "stage": out.dlq_stage, "error": out.dlq_error})
-        return Record(out, self.topic_dlq, key, src.value or b"", headers)
+        rec = (records.scored(out, self.topic_out, self.source) if out.scored is not None
+               else records.dead_letter(out, self.topic_dlq))
+        self._q.put(rec)
 
     def pending(self) -> int:
         return self._q.qsize() + len(self._retry) + len(self.producer)
@@ -129,7 +118,7 @@ class Sink:
         while not self._stop.is_set():
             self._beat()
             try:
-                batch = self._drain()
+                batch = _drain(self._q)
                 if batch:
                     self._write_cache(batch)
                     for rec in batch:
@@ -141,16 +130,6 @@ class Sink:
             except Exception as e:  # never let the thread die silently
                 log.exception("sink loop error")
                 self._fail(f"sink error: {type(e).__name__}: {e}")
-
-    def _drain(self, limit: int = 512) -> list[Record]:
-        out: list[Record] = []
-        try:
-            out.append(self._q.get(timeout=0.01))
-            while len(out) < limit:
-                out.append(self._q.get_nowait())
-        except queue.Empty:
-            pass
-        return out
 
     def _write_cache(self, batch: list[Record]) -> None:
         if self.cache is None or self.fatal:
@@ -183,33 +162,18 @@ class Sink:
         if is_permanent(err):
             self._refused(rec, err)
             return
-        rec.attempts += 1
-        delay = min(30.0, 0.5 * 2 ** min(rec.attempts, 6))
+        delay = self._retry.add(rec)
         log.error("delivery failed, will produce again", extra={"error": str(err), "topic": rec.topic,
                                                                 "attempt": rec.attempts, "retry_in_s": delay})
-        self._retry.append((time.monotonic() + delay, rec))
 
     def _refused(self, rec: Record, err: KafkaError) -> None:
         """A permanent refusal: truncate a DLQ record, otherwise stop loudly."""
         if rec.topic == self.topic_dlq and err.code() in _RECORD_TOO_LARGE and rec.value:
-            self._truncate(rec, err)
+            records.truncate(rec, err.str())
+            metrics.DLQ_TRUNCATED.inc()
             self._produce(rec)
             return
         self._fail(f"broker refused a record for {rec.topic} permanently: {err.str()} ({err.name()})")
-
-    def _truncate(self, rec: Record, err: KafkaError) -> None:
-        original = rec.value
-        keep = 0 if rec.truncated else DLQ_TRUNCATED_BYTES  # refused again at 8 KiB: send no value at all
-        rec.value = original[:keep]
-        if not rec.truncated:
-            rec.headers += [(events.DLQ_HEADER_TRUNCATED, b"1"),
-                            (events.DLQ_HEADER_ORIGINAL_SIZE, str(len(original)).encode()),
-                            (events.DLQ_HEADER_ORIGINAL_SHA256, hashlib.sha256(original).hexdigest().encode())]
-        rec.truncated = True
-        metrics.DLQ_TRUNCATED.inc()
-        log.warning("DLQ record refused by the broker, sending it truncated",
-                    extra={**rec.out.item.log_ids(), "error": err.str(), "original_bytes": len(original),
-                           "sent_bytes": len(rec.value)})
 
     def _fail(self, why: str) -> None:
         if self.fatal is None:
@@ -218,12 +182,7 @@ class Sink:
             self._on_fatal(why)
 
     def _requeue_due(self) -> None:
-        if not self._retry:
-            return
-        now = time.monotonic()
-        due = [r for t, r in self._retry if t <= now]
-        self._retry = [(t, r) for t, r in self._retry if t > now]
-        for rec in due:
+        for rec in self._retry.due():
             metrics.RETRIES.labels("produce").inc()
             self._produce(rec)
 

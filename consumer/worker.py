@@ -16,6 +16,7 @@ import time
 from typing import Any
 
 from consumer import metrics
+from consumer.broker_log import BrokerLog, ClientLog
 from consumer.cache import ResultCache
 from consumer.config import Settings
 from consumer.done import Completion
@@ -49,12 +50,16 @@ class Worker:
         self.health.oldest_in_flight = self.tracker.oldest_age_s
         self.cache = ResultCache(s.redis_url, s.cache_ttl_s, s.redis_timeout_s, s.redis_retry_after_s,
                                  predictor.version, policy.version)
-        self.sink = Sink(s.kafka_common(), s.topic_out, s.topic_dlq, s.source, self.cache, Completion(self.tracker),
+        # Consumer and producer report connection failures to one BrokerLog: one line per change, not per attempt.
+        self.broker_log = BrokerLog(logging.getLogger("imagegate.loop"))
+        producer_conf = {**s.kafka_common(), "logger": ClientLog(self.broker_log), "error_cb": self.broker_log.client_error}
+        self.sink = Sink(producer_conf, s.topic_out, s.topic_dlq, s.source, self.cache, Completion(self.tracker),
                          on_fatal=self._fatal, heartbeat=lambda: self.health.beat("sink"))
         self.emitter = Emitter(self.sink.send, lambda src: self.tracker.is_current(src.topic, src.partition, src.epoch))
         self.pipeline = build_pipeline(s, predictor, policy, self.cache, self.emitter, self.tracker, self.health,
                                        self._halt)
-        self.loop = KafkaLoop(s, self.tracker, self.emitter, self.pipeline.submit, self.health, self.stop_event)
+        self.loop = KafkaLoop(s, self.tracker, self.emitter, self.pipeline.submit, self.health, self.stop_event,
+                              self.broker_log)
         self.health.register("sink", self.sink.thread)
 
     def run(self) -> int:

@@ -1,4 +1,4 @@
-"""Fetch the image bytes (SSRF-guarded, bounded; consumer/fetch.py) and hash what arrived."""
+"""Fetch the image bytes (SSRF-guarded, bounded; consumer/fetch/) and hash what arrived."""
 
 from __future__ import annotations
 

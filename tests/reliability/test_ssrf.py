@@ -77,14 +77,14 @@ def test_dns_name_resolving_to_a_private_address_is_refused(monkeypatch):
     real = socket.getaddrinfo
 
     def fake(host, port, *a, **kw):
-        if host == "images.attacker.example":
+        if host == "images.attacker-example.com":
             return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("93.184.216.34", port)),
                     (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("10.0.0.5", port))]
         return real(host, port, *a, **kw)
 
     monkeypatch.setattr(socket, "getaddrinfo", fake)
     with pytest.raises(BlockedURL, match="10.0.0.5"):
-        default().fetch("http://images.attacker.example/x.jpg")
+        default().fetch("http://images.attacker-example.com/x.jpg")
 
 
 def test_userinfo_tricks_are_refused(small_origin):

@@ -3,7 +3,7 @@
 A rebinding attacker's DNS answers a public address to the first query (the one the SSRF guard
 checks) and 127.0.0.1 to the next (the one a client that connects by name would make). These
 tests stand up a small fake network in-process: `socket.getaddrinfo` is replaced by a resolver
-that plays the attacker for `rebind.attacker.example`, and `socket.socket.connect` routes the
+that plays the attacker for `rebind.attacker-example.com`, and `socket.socket.connect` routes the
 public addresses to a local "public" origin, so nothing leaves the machine. An internal origin listens on 127.0.0.1 at the
 URL's port, which is where a second lookup would lead. Loopback is NOT allowed by the fetcher's
 limits, so only a connection to the checked address can succeed honestly.
@@ -19,9 +19,9 @@ import pytest
 from consumer.fetch import Fetcher, FetchLimits
 from tests.origin import Origin
 
-NAME = "rebind.attacker.example"
+NAME = "rebind.attacker-example.com"
 PUBLIC_IP = "93.184.216.34"  # a global address: passes the guard
-STEADY_NAME, STEADY_IP = "images.shop.example", "93.184.216.35"  # an honest name, always the same answer
+STEADY_NAME, STEADY_IP = "images.shop-example.com", "93.184.216.35"  # an honest name, always the same answer
 
 
 class RebindingNetwork:
