@@ -338,12 +338,18 @@ def ensure_chromium() -> None:
     ensure_debian_package("chromium", "chromium", "Chromium")
 
 
+def ensure_bwrap() -> None:
+    """Debian's bubblewrap for tests/deploy/test_pod_runtime.py (the pod's read-only, uid 10001 runtime, emulated)."""
+    ensure_debian_package("bwrap", "bubblewrap", "bubblewrap")
+
+
 def cmd_install(args) -> int:
     t0 = time.monotonic()
     ensure_jars()
     ensure_redis()
     ensure_prometheus()
     ensure_chromium()
+    ensure_bwrap()
     say(f"install done in {time.monotonic() - t0:.1f}s")
     return 0
 
@@ -638,7 +644,7 @@ def cmd_clean(args) -> int:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="deploy/local/stack", description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
-    sub.add_parser("install", help="fetch Kafka jars (cached) and ensure redis-server and promtool are installed")
+    sub.add_parser("install", help="fetch Kafka jars (cached) and ensure redis-server, promtool, chromium and bwrap are installed")
     for name, h in (("start", "start services (default: both); no-op if running"),
                     ("stop", "stop services (default: both): SIGTERM, then SIGKILL after a bound")):
         sp = sub.add_parser(name, help=h)
