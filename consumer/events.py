@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 SCHEMA_VERSION = 1
 ACCEPTED_UPLOADED_VERSIONS = (1,)
 URL_SCHEMES = ("https", "http", "s3", "file")
-# Namespace for deterministic output event ids: uuid5(NS, source_event_id + model version).
+# Namespace for deterministic output event ids: uuid5(NS, source_event_id, model version, policy name and version).
 _SCORED_NS = uuid.UUID("6f1d3c52-5a8e-4f0e-9a77-1b8f0f4e9d21")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
@@ -136,7 +136,8 @@ class ImageScored(BaseModel):
     model_config = ConfigDict(extra="forbid", title="image_scored")
 
     schema_version: int = SCHEMA_VERSION
-    event_id: str = Field(description="Deterministic from source_event_id + model version: a re-delivery has the same id.")
+    event_id: str = Field(description="Deterministic from source_event_id, model version and policy name and version: a "
+                          "re-delivery has the same id, a re-score under another model or policy a new one.")
     source_event_id: str
     image_id: str
     listing_id: str | None = None
@@ -201,9 +202,11 @@ def describe_validation_error(e: ValidationError) -> str:
     return "invalid image_uploaded: " + "; ".join(parts)
 
 
-def scored_event_id(source_event_id: str, model_version: str) -> str:
-    """Same input event + same model -> same output id, so re-deliveries are recognisable."""
-    return str(uuid.uuid5(_SCORED_NS, f"{source_event_id}\x00{model_version}"))
+def scored_event_id(source_event_id: str, model_version: str, policy: PolicyRef) -> str:
+    """Same input event + same model + same policy -> same output id, so re-deliveries are
+    recognisable; a re-score under another model version or policy (profile or version) is a
+    new verdict and gets a new id, so consumers that deduplicate by event_id keep it."""
+    return str(uuid.uuid5(_SCORED_NS, "\x00".join((source_event_id, model_version, policy.name, policy.version))))
 
 
 def now_utc() -> datetime:
