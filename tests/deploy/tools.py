@@ -208,3 +208,22 @@ def chart_env(objects, secret_values: dict[str, str] | None = None) -> dict[str,
         else:
             env[e["name"]] = (secret_values or {})[e["valueFrom"]["secretKeyRef"]["key"]]
     return env
+
+
+def secret_files(objects, root: Path, secret_values: dict[str, str]) -> dict[str, Path]:
+    """The worker container's projected Secret volumes as the kubelet would write them, under `root`:
+    mountPath -> host directory. Each item's file holds `secret_values[key]`."""
+    c = worker_container(objects)
+    volumes = {v["name"]: v for v in one(objects, "Deployment")["spec"]["template"]["spec"]["volumes"]}
+    out = {}
+    for m in c["volumeMounts"]:
+        v = volumes[m["name"]]
+        if "projected" not in v:
+            continue
+        d = root / m["name"]
+        d.mkdir(parents=True, exist_ok=True)
+        for src in v["projected"]["sources"]:
+            for item in src["secret"]["items"]:
+                (d / item["path"]).write_text(secret_values[item["key"]])
+        out[m["mountPath"]] = d
+    return out
