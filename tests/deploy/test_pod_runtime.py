@@ -24,6 +24,9 @@ restricted the way they would be in the image; the read-only mounts are what is 
 from __future__ import annotations
 
 import json
+import re
+import secrets
+import shlex
 import shutil
 import subprocess
 import sys
@@ -31,10 +34,13 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
+import yaml
 
-from tests.deploy.tools import REPO, chart_env, image_env, image_instruction, one, rendered, worker_container
+from tests.deploy.tools import (REPO, chart_env, image_env, image_instruction, one, rendered, secret_files, template,
+                                worker_container)
 from tests.harness import Collector, free_port
 
 pytestmark = pytest.mark.integration
@@ -77,16 +83,17 @@ def sandbox(argv: list[str], readable: list[Path] = ()) -> list[str]:
     return [*cmd, "--", *argv]
 
 
-def pod_env(site: dict[str, str], **overrides: str) -> dict[str, str]:
-    """The image's ENV, then the chart's container env, then the site-specific values. The process
-    starts with exactly this (a container inherits nothing from the host)."""
+def pod_env(site: dict[str, str], objects=None, **overrides: str) -> dict[str, str]:
+    """The image's ENV, then the container env of the chart (`objects`: rendered; the CPU profile by
+    default), then the site-specific values. The process starts with exactly this (a container
+    inherits nothing from the host)."""
     _, _, home = pod_identity()
     venv_bin = str(Path(sys.executable).parent)
     env = image_env("cpu")
     # The image's venv is /opt/imagegate; here it is the project's venv (same packages, same lock).
     env["PATH"] = env["PATH"].replace("/opt/imagegate/bin", venv_bin)
     env.update(HOME=home, LANG="C.UTF-8", HOSTNAME="imagegate-pod")
-    env.update(chart_env(rendered("cpu")))
+    env.update(chart_env(objects or rendered("cpu")))
     env.update({k: site[k] for k in SITE_SPECIFIC if k in site})
     env["PYTHONPATH"] = str(REPO)  # this checkout's code, as `pip install .` puts it into the image
     env.update(overrides)
@@ -133,36 +140,60 @@ def http(port: int, path: str) -> tuple[int, str]:
         return 0, ""
 
 
-def test_worker_starts_read_only_becomes_ready_and_scores(pipeline, origin, plumbing_model, policy_mount):
+class PodWorker:
+    """The worker's entrypoint in the sandbox, its output in a log file, its ops port on loopback."""
+
+    def __init__(self, env: dict[str, str], readable: list[Path], log_path: Path):
+        self.port = int(env["IMAGEGATE_METRICS_PORT"])
+        self.log_path = log_path
+        with open(log_path, "wb") as log:
+            self.proc = subprocess.Popen(sandbox(entrypoint(), readable=readable), env=env, stdout=log, stderr=log)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait_ready(self, timeout: float = 180) -> None:
+        deadline = time.monotonic() + timeout
+        while http(self.port, "/readyz")[0] != 200:
+            assert self.proc.poll() is None, f"worker exited {self.proc.returncode}:\n{self.log()[-4000:]}"
+            assert time.monotonic() < deadline, f"not ready in {timeout} s:\n{self.log()[-4000:]}"
+            time.sleep(0.5)
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def kill(self) -> None:
+        self.proc.kill()
+        self.proc.wait(30)
+
+
+def score_some(pipeline, origin, worker: PodWorker, prefix: str, n: int = 3) -> list[dict]:
     from producer_tools.publish import make_event
 
+    events = [make_event(f"{origin.url}/img/s{i}-sharp.jpg", image_id=f"{prefix}-{i}") for i in range(n)]
+    out = Collector(pipeline.settings)
+    pipeline.collectors.append(out)
+    pipeline.publish(events)
+    missing = out.wait_for({e.event_id for e in events}, timeout=120, alive=worker.alive)
+    assert missing == set(), f"not scored: {missing}\n{worker.log()[-4000:]}"
+    assert out.dlq == [] and len(out.scored) == n
+    return out.scored
+
+
+def test_worker_starts_read_only_becomes_ready_and_scores(pipeline, origin, plumbing_model, policy_mount):
     port = free_port()
     env = pod_env(pipeline.env, IMAGEGATE_METRICS_PORT=str(port), IMAGEGATE_POLICY_FILE=str(policy_mount))
     assert env["XDG_CACHE_HOME"].startswith("/tmp/")  # the image's: where the first load writes its graph
-    log_path = pipeline.tmp / "pod-worker.log"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(sandbox(entrypoint(), readable=[plumbing_model.parent, policy_mount.parent]),
-                                env=env, stdout=log, stderr=log)
+    worker = PodWorker(env, [plumbing_model.parent, policy_mount.parent], pipeline.tmp / "pod-worker.log")
     try:
-        deadline = time.monotonic() + 180
-        while http(port, "/readyz")[0] != 200:
-            assert proc.poll() is None, f"worker exited {proc.returncode}:\n{log_path.read_text()[-4000:]}"
-            assert time.monotonic() < deadline, f"not ready in 180 s:\n{log_path.read_text()[-4000:]}"
-            time.sleep(0.5)
-        events = [make_event(f"{origin.url}/img/s{i}-sharp.jpg", image_id=f"pod-{i}") for i in range(3)]
-        out = Collector(pipeline.settings)
-        pipeline.collectors.append(out)
-        pipeline.publish(events)
-        missing = out.wait_for({e.event_id for e in events}, timeout=120, alive=lambda: proc.poll() is None)
-        assert missing == set(), f"not scored: {missing}\n{log_path.read_text()[-4000:]}"
-        assert out.dlq == [] and len(out.scored) == 3
-        assert {b["policy"]["version"] for b in out.scored} == {json.loads(policy_mount.read_text())["version"]}
+        worker.wait_ready()
+        scored = score_some(pipeline, origin, worker, "pod")
+        assert {b["policy"]["version"] for b in scored} == {json.loads(policy_mount.read_text())["version"]}
         assert http(port, "/healthz")[0] == 200
-        assert proc.poll() is None
+        assert worker.alive()
     finally:
-        proc.kill()
-        proc.wait(30)
-    text = log_path.read_text()
+        worker.kill()
+    text = worker.log()
     assert "Read-only file system" not in text and "Permission denied" not in text, text[-4000:]
 
 
@@ -182,3 +213,113 @@ def test_score_cli_runs_read_only_with_the_shipped_model(tmp_path, policy_mount)
     (row,) = [json.loads(line) for line in r.stdout.splitlines()]
     assert row["path"].endswith("a.jpg") and row["decision"] in ("accept", "demote", "reject")
     assert 0 <= row["score"] <= 100 and row["signals"]["width"] == 320
+
+
+# ---- secrets as files, the Redis ACL of docs/production.md ---------------------------------------
+
+PRODUCTION_DOC = REPO / "docs" / "production.md"
+
+
+def documented_redis_acl() -> str:
+    """The one-line ACL SETUSER after the `redis-acl` marker in docs/production.md."""
+    text = PRODUCTION_DOC.read_text()
+    m = re.search(r"<!-- redis-acl:[^>]*-->\s*```[a-z]*\n\s*(ACL SETUSER [^\n]+)\n\s*```", text)
+    assert m, "docs/production.md lost its redis-acl block"
+    return m.group(1).strip()
+
+
+@pytest.fixture
+def acl_user(stack):
+    """The documented Redis user, created on the test stack's Redis with a fresh password."""
+    import redis as redis_lib
+
+    admin = redis_lib.Redis.from_url(stack.env_vars()["IMAGEGATE_REDIS_URL"])
+    words = shlex.split(documented_redis_acl())
+    assert words[:2] == ["ACL", "SETUSER"] and ">PASSWORD" in words
+    user, password = words[2], f"acl-pw-{secrets.token_hex(12)}"
+    admin.execute_command(*[w if w != ">PASSWORD" else f">{password}" for w in words])
+    admin.execute_command("ACL", "LOG", "RESET")
+    yield user, password, admin
+    admin.execute_command("ACL", "DELUSER", user)
+    admin.close()
+
+
+def secret_profile(tmp_path: Path, values: dict[str, str]) -> tuple[tuple[dict, ...], Path]:
+    """The chart with the Redis URL and SASL credentials from Secrets; the projected volume written
+    under tmp_path as the kubelet would. Returns the objects and the host directory of the mount."""
+    objects = tuple(d for d in yaml.safe_load_all(template(
+        "--set", "redis.existingSecret=imagegate-redis", "--set", "kafka.sasl.existingSecret=imagegate-kafka-sasl",
+        "--set", "kafka.sasl.mechanism=PLAIN").stdout) if d)
+    mounts = secret_files(objects, tmp_path / "volumes", values)
+    (mount_path,) = mounts
+    assert chart_env(objects)["IMAGEGATE_SECRETS_DIR"] == mount_path
+    return objects, mounts[mount_path]
+
+
+def test_secrets_from_files_work_and_never_show(pipeline, origin, plumbing_model, policy_mount, acl_user, tmp_path):
+    """The Redis URL (with the ACL user's password) and the SASL password come from the Secret files;
+    the worker, at DEBUG with librdkafka's config debug on, writes results to Redis as the documented
+    ACL user, and neither secret appears in its log, its ops endpoints or a configuration error."""
+    user, redis_pw, admin = acl_user
+    sasl_pw = f"sasl-pw-{secrets.token_hex(12)}"
+    redis_port = urlsplit(pipeline.env["IMAGEGATE_REDIS_URL"]).port
+    values = {"url": f"redis://{user}:{redis_pw}@127.0.0.1:{redis_port}/0", "username": "imagegate",
+              "password": sasl_pw}
+    objects, secret_dir = secret_profile(tmp_path, values)
+    site = {k: v for k, v in pipeline.env.items() if k != "IMAGEGATE_REDIS_URL"}  # the URL is the Secret's
+    port = free_port()
+    env = pod_env(site, objects, IMAGEGATE_METRICS_PORT=str(port), IMAGEGATE_POLICY_FILE=str(policy_mount),
+                  IMAGEGATE_SECRETS_DIR=str(secret_dir), IMAGEGATE_LOG_LEVEL="DEBUG",
+                  # The test broker has no SASL listener: the credentials are configured, not exchanged.
+                  **{"IMAGEGATE_KAFKA__security.protocol": "PLAINTEXT", "IMAGEGATE_KAFKA__debug": "conf,security"})
+    assert not any(redis_pw in v or sasl_pw in v for v in env.values()), "a secret in the environment"
+    readable = [plumbing_model.parent, policy_mount.parent, secret_dir.parent]
+
+    worker = PodWorker(env, readable, pipeline.tmp / "pod-secrets.log")
+    try:
+        worker.wait_ready()
+        scored = score_some(pipeline, origin, worker, "acl")
+        # Written by the ACL user: the compare-and-set script ran (latest result per image) and the content keys.
+        for body in scored:
+            stored = admin.get(f"imagegate:image:{body['image_id']}")
+            assert stored is not None and json.loads(stored)["event_id"] == body["event_id"]
+        assert admin.keys("imagegate:v*:sha256:*")
+        assert worker_metric(port, "imagegate_redis_up") == 1.0
+        assert worker_metric(port, "imagegate_cache_requests_total", {"op": "put", "result": "error"}) == 0
+        assert worker_metric(port, "imagegate_cache_requests_total", {"op": "put", "result": "ok"}) >= 3
+        denied = [e for e in admin.execute_command("ACL", "LOG") if _acl_field(e, "username") == user
+                  and _acl_field(e, "object") not in ("client|setinfo", "client")]
+        assert denied == [], denied
+        ops = "".join(http(port, p)[1] for p in ("/metrics", "/healthz", "/readyz"))
+    finally:
+        worker.kill()
+    log = worker.log()
+    assert '"level": "debug"' in log  # DEBUG was really on
+    assert "sasl" in log.lower()  # librdkafka's conf debug really ran
+    for secret in (redis_pw, sasl_pw):
+        assert secret not in log and secret not in ops
+
+    # A configuration error with the same secrets: it names the variable, never a value.
+    bad = subprocess.run(sandbox(entrypoint(), readable=readable), env={**env, "IMAGEGATE_MAX_BATCH_SIZE": "0"},
+                         capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "IMAGEGATE_MAX_BATCH_SIZE" in bad.stderr
+    assert redis_pw not in bad.stdout + bad.stderr and sasl_pw not in bad.stdout + bad.stderr
+
+
+def _acl_field(entry, name: str):
+    """One field of an ACL LOG entry (redis-py returns a flat list or a dict, by version)."""
+    if isinstance(entry, dict):
+        v = entry.get(name) if name in entry else entry.get(name.encode())
+    else:
+        pairs = dict(zip(entry[::2], entry[1::2]))
+        v = pairs.get(name.encode(), pairs.get(name))
+    return v.decode() if isinstance(v, bytes) else v
+
+
+def worker_metric(port: int, name: str, labels: dict[str, str] | None = None) -> float:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    code, text = http(port, "/metrics")
+    assert code == 200
+    return sum(s.value for fam in text_string_to_metric_families(text) for s in fam.samples
+               if s.name == name and all(s.labels.get(k) == v for k, v in (labels or {}).items()))
