@@ -86,8 +86,10 @@ class ImageUploaded(BaseModel):
 
     model_config = ConfigDict(extra="ignore", strict=True, title="image_uploaded")
 
-    schema_version: int = Field(default=SCHEMA_VERSION, description="Contract version of this event.",
-                                json_schema_extra={"enum": list(ACCEPTED_UPLOADED_VERSIONS)})
+    schema_version: int = Field(
+        default=SCHEMA_VERSION, json_schema_extra={"enum": list(ACCEPTED_UPLOADED_VERSIONS)},
+        description="Contract version of this event, written as an integer literal (1): the worker refuses 1.0, "
+        "which JSON Schema cannot tell from 1.")
     event_id: Id = Field(description="Unique id of this event; used for idempotency.")
     image_id: Id = Field(description="Stable id of the image; the Kafka message key.")
     url: str = Field(min_length=1, max_length=4096, description="Where to fetch the image.",
@@ -107,14 +109,6 @@ class ImageUploaded(BaseModel):
         description="Why this event exists: a fresh seller upload, a re-score of the existing catalogue "
         "(`imagegate backfill`) or a DLQ replay. Copied to image_scored so listing services can tell them apart.",
     )
-
-    @field_validator("schema_version", mode="before")
-    @classmethod
-    def _integral_number(cls, v: Any) -> Any:
-        # JSON has one number type: 1.0 is the integer 1 (as JSON Schema's "integer" says); true is not.
-        if isinstance(v, float) and not isinstance(v, bool) and v.is_integer():
-            return int(v)
-        return v
 
     @field_validator("occurred_at", mode="before")
     @classmethod
