@@ -274,8 +274,9 @@ def load_settings(**overrides: Any) -> Settings:
     for k in [*env, *files]:
         if k.upper().startswith("IMAGEGATE_") and not k.startswith(KAFKA_PASSTHROUGH_PREFIX):
             values.pop(k[len("IMAGEGATE_"):].lower(), None)
-    passthrough = {k[len(KAFKA_PASSTHROUGH_PREFIX):]: v for k, v in files.items() if k.startswith(KAFKA_PASSTHROUGH_PREFIX)}
-    passthrough.update({k[len(KAFKA_PASSTHROUGH_PREFIX):]: v for k, v in env.items() if k.startswith(KAFKA_PASSTHROUGH_PREFIX)})
+    n = len(KAFKA_PASSTHROUGH_PREFIX)
+    passthrough = {k[n:]: v for k, v in files.items() if k.startswith(KAFKA_PASSTHROUGH_PREFIX)}
+    passthrough.update({k[n:]: v for k, v in env.items() if k.startswith(KAFKA_PASSTHROUGH_PREFIX)})
     if passthrough:
         values["kafka"] = {**values.get("kafka", {}), **passthrough}
     values.update(overrides)

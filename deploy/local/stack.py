@@ -644,7 +644,8 @@ def cmd_clean(args) -> int:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="deploy/local/stack", description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
-    sub.add_parser("install", help="fetch Kafka jars (cached) and ensure redis-server, promtool, chromium and bwrap are installed")
+    sub.add_parser("install", help="fetch Kafka jars (cached) and ensure redis-server, promtool, chromium and bwrap "
+                   "are installed")
     for name, h in (("start", "start services (default: both); no-op if running"),
                     ("stop", "stop services (default: both): SIGTERM, then SIGKILL after a bound")):
         sp = sub.add_parser(name, help=h)

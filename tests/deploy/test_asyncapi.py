@@ -72,7 +72,8 @@ def test_payloads_are_the_published_schemas(doc):
     from consumer.events import json_schemas
 
     generated = json_schemas()
-    for message, file in (("imageUploaded", "image_uploaded.v1.schema.json"), ("imageScored", "image_scored.v1.schema.json")):
+    for message, file in (("imageUploaded", "image_uploaded.v1.schema.json"),
+                          ("imageScored", "image_scored.v1.schema.json")):
         payload = doc["components"]["messages"][message]["payload"]
         assert payload["schemaFormat"].startswith("application/schema+json")
         ref = payload["schema"]["$ref"]
@@ -120,7 +121,8 @@ def test_scored_headers_are_the_ones_the_worker_writes(doc):
     assert set(headers["properties"]) == written
     ce_type = headers["properties"]["ce_type"]["const"]
     assert f'"{ce_type}"' in (REPO / "consumer" / "sink.py").read_text()
-    assert headers["properties"]["ce_specversion"]["const"] == dict(events.cloudevent_headers("i", "t", "s", events.now_utc()))["ce_specversion"].decode()
+    specversion = dict(events.cloudevent_headers("i", "t", "s", events.now_utc()))["ce_specversion"].decode()
+    assert headers["properties"]["ce_specversion"]["const"] == specversion
 
 
 def test_dead_letter_headers_and_stages_are_the_workers(doc):
