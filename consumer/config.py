@@ -1,9 +1,18 @@
 """All worker configuration, validated in one place at start-up.
 
-Sources, later wins: defaults < TOML file named by `IMAGEGATE_CONFIG` < `IMAGEGATE_*`
-environment variables. Any librdkafka property passes through unchanged as
-`IMAGEGATE_KAFKA__<property>` (e.g. `IMAGEGATE_KAFKA__security.protocol=SASL_SSL`), so
-SASL/SSL and tuning need no code change.
+Sources, later wins: defaults < TOML file named by `IMAGEGATE_CONFIG` < files in
+`IMAGEGATE_SECRETS_DIR` < `IMAGEGATE_*` environment variables. Any librdkafka property passes
+through unchanged as `IMAGEGATE_KAFKA__<property>` (e.g. `IMAGEGATE_KAFKA__security.protocol=SASL_SSL`),
+so SASL/SSL and tuning need no code change.
+
+Secrets come from files so they stay out of the process environment (which child processes,
+crash reports and `/proc/<pid>/environ` show): `IMAGEGATE_SECRETS_DIR` names a directory, e.g. a
+mounted Kubernetes Secret, whose every file is one variable, named exactly like it
+(`IMAGEGATE_REDIS_URL`, `IMAGEGATE_KAFKA__sasl.password`), holding its value (surrounding
+whitespace stripped). Settings fields are read by pydantic-settings' own `secrets_dir`; the
+librdkafka pass-through files by `_secret_files` here. Configured secrets (secret-looking
+librdkafka properties, the Redis URL's password) are redacted from logs (consumer/logs.py) and
+from `repr(settings)`, and no error message quotes a configured value.
 """
 
 from __future__ import annotations
@@ -34,6 +43,10 @@ class ConfigError(ValueError):
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="IMAGEGATE_", extra="ignore", validate_default=True)
+
+    secrets_dir: Path | None = Field(
+        None, description="directory of secret files, one per variable, named like it (IMAGEGATE_REDIS_URL, "
+        "IMAGEGATE_KAFKA__sasl.password): a mounted Kubernetes Secret")
 
     # Kafka
     kafka_bootstrap: str = Field("127.0.0.1:9092", min_length=1)
@@ -194,6 +207,17 @@ class Settings(BaseSettings):
             raise ValueError("topic_backfill must differ from topic_in, topic_out and topic_dlq")
         return self
 
+    def __repr_args__(self):
+        """repr()/str() never show a secret: tracebacks and debug prints may include settings."""
+        from consumer.logs import REDACTED, SECRET_KEY
+
+        for name, value in super().__repr_args__():
+            if name == "redis_url" and isinstance(value, str):
+                value = _redact_url(value)
+            elif name == "kafka" and isinstance(value, dict):
+                value = {k: (REDACTED if SECRET_KEY.search(k) else v) for k, v in value.items()}
+            yield name, value
+
     def kafka_common(self) -> dict[str, Any]:
         """librdkafka settings shared by consumer, producer and admin clients."""
         conf: dict[str, Any] = {"bootstrap.servers": self.kafka_bootstrap}
@@ -201,8 +225,46 @@ class Settings(BaseSettings):
         return conf
 
 
+def _redact_url(url: str) -> str:
+    from urllib.parse import urlsplit
+
+    from consumer.logs import REDACTED
+
+    try:
+        parts = urlsplit(url)
+        if parts.password is None:
+            return url
+    except ValueError:
+        return REDACTED
+    netloc = parts.netloc.rsplit("@", 1)[1]
+    user = parts.username or ""
+    return parts._replace(netloc=f"{user}:{REDACTED}@{netloc}").geturl()
+
+
+def _secret_files(secrets_dir: Path) -> dict[str, str]:
+    """Variable name -> value for every regular file in the directory (Kubernetes mounts each key
+    as a symlink into a hidden ..data directory: followed; hidden entries skipped)."""
+    if not secrets_dir.is_dir():
+        raise ConfigError(f"IMAGEGATE_SECRETS_DIR={secrets_dir}: not a directory")
+    out = {}
+    for f in sorted(secrets_dir.iterdir()):
+        if f.name.startswith(".") or not f.is_file():
+            continue
+        name = f.name[len("IMAGEGATE_"):].lower() if f.name.upper().startswith("IMAGEGATE_") else None
+        if not f.name.startswith(KAFKA_PASSTHROUGH_PREFIX) and name not in Settings.model_fields:
+            # A misnamed file would otherwise be ignored and the worker would run without the secret.
+            raise ConfigError(f"IMAGEGATE_SECRETS_DIR: file {f.name!r} is not an IMAGEGATE_* setting or "
+                              f"{KAFKA_PASSTHROUGH_PREFIX}<property>; name each file like the variable it sets")
+        try:
+            out[f.name] = f.read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as e:
+            # The error names the file, never its content.
+            raise ConfigError(f"IMAGEGATE_SECRETS_DIR: cannot read {f.name}: {type(e).__name__}") from None
+    return out
+
+
 def load_settings(**overrides: Any) -> Settings:
-    """Build Settings from file + environment (+ explicit overrides for tests and CLIs).
+    """Build Settings from file + secret files + environment (+ explicit overrides for tests and CLIs).
 
     Raises ConfigError listing every invalid setting with the variable that sets it.
     """
@@ -214,14 +276,21 @@ def load_settings(**overrides: Any) -> Settings:
             values.update(tomllib.loads(Path(cfg_file).read_text()))
         except (OSError, tomllib.TOMLDecodeError) as e:
             raise ConfigError(f"IMAGEGATE_CONFIG={cfg_file}: {e}") from None
-    # pydantic-settings ranks init values above the environment; drop file values the env sets.
-    for k in env:
-        if k.startswith("IMAGEGATE_") and not k.startswith(KAFKA_PASSTHROUGH_PREFIX):
+    secrets_dir = overrides.get("secrets_dir") or env.get("IMAGEGATE_SECRETS_DIR") or values.get("secrets_dir")
+    files = _secret_files(Path(secrets_dir)) if secrets_dir else {}
+    # pydantic-settings ranks init values above the environment and secret files; drop file values they set.
+    for k in [*env, *files]:
+        if k.upper().startswith("IMAGEGATE_") and not k.startswith(KAFKA_PASSTHROUGH_PREFIX):
             values.pop(k[len("IMAGEGATE_"):].lower(), None)
-    passthrough = {k[len(KAFKA_PASSTHROUGH_PREFIX):]: v for k, v in env.items() if k.startswith(KAFKA_PASSTHROUGH_PREFIX)}
+    n = len(KAFKA_PASSTHROUGH_PREFIX)
+    passthrough = {k[n:]: v for k, v in files.items() if k.startswith(KAFKA_PASSTHROUGH_PREFIX)}
+    passthrough.update({k[n:]: v for k, v in env.items() if k.startswith(KAFKA_PASSTHROUGH_PREFIX)})
     if passthrough:
         values["kafka"] = {**values.get("kafka", {}), **passthrough}
     values.update(overrides)
+    if secrets_dir:
+        values["_secrets_dir"] = str(secrets_dir)
+        values["secrets_dir"] = Path(secrets_dir)
     try:
         return Settings(**values)
     except ValidationError as e:

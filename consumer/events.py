@@ -22,16 +22,34 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, WithJsonSchema, field_validator
 
 SCHEMA_VERSION = 1
 ACCEPTED_UPLOADED_VERSIONS = (1,)
 URL_SCHEMES = ("https", "http", "s3", "file")
-# Namespace for deterministic output event ids: uuid5(NS, source_event_id + model version).
+# Namespace for deterministic output event ids: uuid5(NS, source_event_id, model version, policy name and version).
 _SCORED_NS = uuid.UUID("6f1d3c52-5a8e-4f0e-9a77-1b8f0f4e9d21")
-_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_SHA256 = re.compile(r"[0-9a-f]{64}")  # fullmatch: "$" would let a trailing newline through
 
-Id = Annotated[str, Field(min_length=1, max_length=256, pattern=r"^[^\x00-\x1f]+$")]
+# The published schema says exactly what the parser accepts (tests/deploy/test_schema_agreement.py
+# checks a corpus both ways). Patterns avoid "$": Python's re (which jsonschema uses) lets it match
+# before a trailing newline, ECMA-262 does not; "no forbidden character anywhere" is written
+# as `not: {pattern}`, which means the same in every engine.
+_CONTROL = "[\\x00-\\x1f]"
+Id = Annotated[str, Field(min_length=1, max_length=256, pattern=r"^[^\x00-\x1f]+$"),
+               WithJsonSchema({"type": "string", "minLength": 1, "maxLength": 256, "not": {"pattern": _CONTROL}})]
+# RFC 3339 date-time with seconds and an offset (Z or +hh:mm), "T" between date and time, no leap
+# second (Python's datetime has none). Calendar validity (no 30 February) is the `date-time` format.
+_RFC3339 = ("^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])[Tt]([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]"
+            "(\\.[0-9]+)?([Zz]|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$")
+OccurredAt = Annotated[datetime, WithJsonSchema({"type": "string", "format": "date-time", "pattern": _RFC3339,
+                                                 "not": {"pattern": "\\s"}})]
+
+
+def _url_pattern() -> str:
+    """Any accepted scheme in any letter case, then "://" and at least one character."""
+    cls = lambda ch: f"[{ch.lower()}{ch.upper()}]" if ch.isalpha() else re.escape(ch)  # noqa: E731
+    return "^(?:" + "|".join("".join(cls(c) for c in scheme) for scheme in URL_SCHEMES) + ")://[\\s\\S]"
 
 
 class ReasonCode(str, enum.Enum):
@@ -68,23 +86,43 @@ class ImageUploaded(BaseModel):
 
     model_config = ConfigDict(extra="ignore", strict=True, title="image_uploaded")
 
-    schema_version: int = Field(default=SCHEMA_VERSION, description="Contract version of this event.")
+    schema_version: int = Field(
+        default=SCHEMA_VERSION, json_schema_extra={"enum": list(ACCEPTED_UPLOADED_VERSIONS)},
+        description="Contract version of this event, written as an integer literal (1): the worker refuses 1.0, "
+        "which JSON Schema cannot tell from 1.")
     event_id: Id = Field(description="Unique id of this event; used for idempotency.")
     image_id: Id = Field(description="Stable id of the image; the Kafka message key.")
-    url: str = Field(min_length=1, max_length=4096, description="Where to fetch the image.")
+    url: str = Field(min_length=1, max_length=4096, description="Where to fetch the image.",
+                     json_schema_extra={"pattern": _url_pattern()})
     listing_id: Id | None = None
     seller_id: Id | None = None
     role: Literal["main", "gallery"] = "main"
     policy: Id | None = Field(default=None, description="Policy profile name; default profile if absent.")
-    content_sha256: str | None = Field(
+    content_sha256: Annotated[str, WithJsonSchema({"type": "string", "minLength": 64, "maxLength": 64,
+                                                   "not": {"pattern": "[^0-9a-f]"}})] | None = Field(
         default=None, description="Lower-case hex SHA-256 of the image bytes, if known: enables a cache hit before any fetch."
     )
-    occurred_at: datetime | None = Field(default=None, description="RFC 3339 time of the upload.")
+    occurred_at: OccurredAt | None = Field(
+        default=None, description="RFC 3339 time of the upload, with seconds and an offset (2026-12-05T10:00:00Z).")
     trigger: Literal["upload", "backfill", "replay"] = Field(
         default="upload",
         description="Why this event exists: a fresh seller upload, a re-score of the existing catalogue "
         "(`imagegate backfill`) or a DLQ replay. Copied to image_scored so listing services can tell them apart.",
     )
+
+    @field_validator("occurred_at", mode="before")
+    @classmethod
+    def _rfc3339(cls, v: Any) -> Any:
+        # pydantic alone also takes "2026-12-05 10:00", a date without a time zone, or "1700000000".
+        if not isinstance(v, str):
+            return v  # None; anything else fails the strict datetime check with its own message
+        if not re.fullmatch(_RFC3339[1:-1], v):
+            raise ValueError("occurred_at must be an RFC 3339 date-time with seconds and an offset, "
+                             "like 2026-12-05T10:00:00Z")
+        try:
+            return datetime.fromisoformat(v.upper())  # the checked shape; this adds calendar validity
+        except ValueError as e:
+            raise ValueError(f"occurred_at is not a real date and time: {e}") from None
 
     @field_validator("schema_version")
     @classmethod
@@ -106,7 +144,7 @@ class ImageUploaded(BaseModel):
     @field_validator("content_sha256")
     @classmethod
     def _sha(cls, v: str | None) -> str | None:
-        if v is not None and not _SHA256.match(v):
+        if v is not None and not _SHA256.fullmatch(v):
             raise ValueError("content_sha256 must be 64 lower-case hex characters")
         return v
 
@@ -136,7 +174,8 @@ class ImageScored(BaseModel):
     model_config = ConfigDict(extra="forbid", title="image_scored")
 
     schema_version: int = SCHEMA_VERSION
-    event_id: str = Field(description="Deterministic from source_event_id + model version: a re-delivery has the same id.")
+    event_id: str = Field(description="Deterministic from source_event_id, model version and policy name and version: a "
+                          "re-delivery has the same id, a re-score under another model or policy a new one.")
     source_event_id: str
     image_id: str
     listing_id: str | None = None
@@ -201,9 +240,11 @@ def describe_validation_error(e: ValidationError) -> str:
     return "invalid image_uploaded: " + "; ".join(parts)
 
 
-def scored_event_id(source_event_id: str, model_version: str) -> str:
-    """Same input event + same model -> same output id, so re-deliveries are recognisable."""
-    return str(uuid.uuid5(_SCORED_NS, f"{source_event_id}\x00{model_version}"))
+def scored_event_id(source_event_id: str, model_version: str, policy: PolicyRef) -> str:
+    """Same input event + same model + same policy -> same output id, so re-deliveries are
+    recognisable; a re-score under another model version or policy (profile or version) is a
+    new verdict and gets a new id, so consumers that deduplicate by event_id keep it."""
+    return str(uuid.uuid5(_SCORED_NS, "\x00".join((source_event_id, model_version, policy.name, policy.version))))
 
 
 def now_utc() -> datetime:

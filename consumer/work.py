@@ -136,7 +136,7 @@ def build_scored(item: WorkItem, verdict: Verdict, model: ModelRef, signals: dic
     timings = dict(item.timings)
     timings["total_ms"] = round((time.monotonic() - item.consumed_at) * 1000.0, 3)
     return ImageScored(
-        event_id=scored_event_id(ev.event_id, model.version),
+        event_id=scored_event_id(ev.event_id, model.version, verdict.policy),
         source_event_id=ev.event_id,
         image_id=ev.image_id,
         listing_id=ev.listing_id,

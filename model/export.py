@@ -31,7 +31,17 @@ OPSET = 17
 
 
 def cache_dir() -> Path:
-    root = os.environ.get("IMAGEGATE_CACHE_DIR") or Path.home() / ".cache" / "imagegate"
+    """``IMAGEGATE_CACHE_DIR``, else ``$XDG_CACHE_HOME/imagegate``, else ``~/.cache/imagegate`` (+ ``/models``).
+
+    XDG matters in production: the image runs with a read-only root filesystem and a writable
+    /tmp only, and points XDG_CACHE_HOME there (deploy/docker/Dockerfile), so the first model
+    load must write its graph under /tmp, not under an unwritable home. As the XDG spec says,
+    an empty or relative XDG_CACHE_HOME is ignored.
+    """
+    root = os.environ.get("IMAGEGATE_CACHE_DIR")
+    if not root:
+        xdg = os.environ.get("XDG_CACHE_HOME")
+        root = Path(xdg) / "imagegate" if xdg and os.path.isabs(xdg) else Path.home() / ".cache" / "imagegate"
     return Path(root) / "models"
 
 

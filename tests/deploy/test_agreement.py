@@ -15,31 +15,26 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.deploy.tools import (CHART, COMPOSE, DASHBOARD, DOCKERFILE, PROFILES, PROMETHEUS_EXAMPLE, REPO, RULES,
-                                WORKER_OWNED_KAFKA, exported_metric_names, one, rendered, settings_fields,
-                                worker_container)
+from tests.deploy.tools import (CHART, COMPOSE, DASHBOARD, DOCKERFILE, POD_NAME, PROFILES, PROMETHEUS_EXAMPLE, REPO,
+                                RULES, WORKER_OWNED_KAFKA, chart_env, exported_metric_names, image_env, one, rendered,
+                                secret_files, settings_fields, worker_container)
 from tests.observability.promql import metric_names
 
-POD_NAME = "imagegate-6f7c9d8b5-x2kqz"
 SECRET_VALUES = {"url": "rediss://imagegate:s3cret@redis.example:6380/0", "username": "imagegate", "password": "s3cret"}
 
 
 def container_env(objects, tmp_path: Path) -> dict[str, str]:
     """The environment the worker container starts with: the ConfigMap (envFrom), then env
-    entries (downward API -> the pod name, Secret refs -> sample values). The policy file is
-    written where the pod would mount it (tmp_path stands in for the mount directory)."""
+    entries (downward API -> the pod name). Secrets are files: the projected Secret volume is
+    written with sample values under tmp_path and IMAGEGATE_SECRETS_DIR pointed there. The policy
+    file is written where the pod would mount it (tmp_path stands in for the mount directory)."""
     c = worker_container(objects)
-    env: dict[str, str] = {}
-    for src in c["envFrom"]:
-        env.update(one(objects, "ConfigMap", src["configMapRef"]["name"][len("imagegate"):])["data"])
-    for e in c["env"]:
-        if "value" in e:
-            env[e["name"]] = e["value"]
-        elif "fieldRef" in e["valueFrom"]:
-            assert e["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
-            env[e["name"]] = POD_NAME
-        else:
-            env[e["name"]] = SECRET_VALUES[e["valueFrom"]["secretKeyRef"]["key"]]
+    env = chart_env(objects)
+    assert all("secretKeyRef" not in e.get("valueFrom", {}) for e in c.get("env", [])), \
+        "secrets must reach the worker as files, not environment variables"
+    mounted = secret_files(objects, tmp_path / "secret-volumes", SECRET_VALUES)
+    if "IMAGEGATE_SECRETS_DIR" in env:
+        env["IMAGEGATE_SECRETS_DIR"] = str(mounted[env["IMAGEGATE_SECRETS_DIR"]])
     mount = next(m for m in c["volumeMounts"] if m["name"] == "policy")
     assert Path(env["IMAGEGATE_POLICY_FILE"]).parent == Path(mount["mountPath"])
     policy = one(objects, "ConfigMap", "-policy")["data"][Path(env["IMAGEGATE_POLICY_FILE"]).name]
@@ -96,6 +91,8 @@ def test_every_variable_is_a_worker_setting_and_the_worker_accepts_them(profile,
         assert (got if not isinstance(got, Path) else str(got)) == value, name
     if profile == "secure":
         assert s.kafka["sasl.username"] == "imagegate" and s.kafka["security.protocol"] == "SASL_SSL"
+        assert s.kafka["sasl.password"] == SECRET_VALUES["password"]
+        assert "IMAGEGATE_KAFKA__sasl.password" not in env and "IMAGEGATE_REDIS_URL" not in env  # files only
         assert s.kafka["ssl.ca.location"].startswith("/etc/imagegate/kafka-tls/")
         assert s.topic_backfill == "image_uploaded.backfill"
 
@@ -326,8 +323,11 @@ def test_read_only_root_still_has_writable_caches():
     volume = next(v for v in one(objects, "Deployment")["spec"]["template"]["spec"]["volumes"] if v["name"] == tmp["name"])
     assert "emptyDir" in volume
     text = DOCKERFILE.read_text()
-    for var in ("XDG_CACHE_HOME", "TRITON_CACHE_DIR"):
-        assert re.search(rf"{var}=/tmp/", text), var
+    for target in ("cpu", "cuda"):
+        env = image_env(target)
+        for var in ("XDG_CACHE_HOME", "TRITON_CACHE_DIR"):  # XDG_CACHE_HOME: model/export.py's ONNX graphs too
+            assert Path(env[var]).is_relative_to(tmp["mountPath"]), (target, var, env[var])
+        assert "IMAGEGATE_CACHE_DIR" not in env or Path(env["IMAGEGATE_CACHE_DIR"]).is_relative_to(tmp["mountPath"])
     user = int(re.search(r"^USER (\d+)", text, re.M).group(1))
     assert one(objects, "Deployment")["spec"]["template"]["spec"]["securityContext"]["runAsUser"] == user
 

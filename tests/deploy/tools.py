@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import functools
 import os
+import re
+import shlex
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -124,3 +126,104 @@ def exported_metric_names() -> set[str]:
         for sample in family.samples:
             names.add(sample.name)
     return names
+
+
+# ---- the image's runtime contract, read from the Dockerfile ------------------------------------
+
+def _dockerfile_stages(text: str) -> dict[str, tuple[str, list[str]]]:
+    """Stage name -> (its FROM base, its instructions with continuation lines joined)."""
+    joined = re.sub(r"\\\n", " ", text)
+    out: dict[str, tuple[str, list[str]]] = {}
+    name = None
+    for line in joined.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        m = re.match(r"FROM\s+(\S+)(?:\s+AS\s+(\S+))?", line, re.I)
+        if m:
+            name = m.group(2) or m.group(1)
+            out[name] = (m.group(1), [])
+        elif name:
+            out[name][1].append(line)
+    return out
+
+
+def image_env(target: str = "cpu", base_path: str | None = None) -> dict[str, str]:
+    """The environment a container of this Dockerfile target starts with: every ENV of the target
+    and the stages it is built FROM, in order, `$VAR` expanded as Docker does. The base image's
+    own PATH is stood in for by `base_path` (the host's, by default)."""
+    stages = _dockerfile_stages(DOCKERFILE.read_text())
+    chain = []
+    while target in stages:
+        chain.append(target)
+        target = stages[target][0]
+    env: dict[str, str] = {"PATH": base_path if base_path is not None else os.environ["PATH"]}
+    for stage in reversed(chain):
+        for line in stages[stage][1]:
+            m = re.match(r"ENV\s+(.*)", line, re.I)
+            if not m:
+                continue
+            for word in shlex.split(m.group(1)):
+                key, sep, value = word.partition("=")
+                assert sep, f"ENV {word!r}: use the KEY=value form"
+                env[key] = re.sub(r"\$\{?(\w+)\}?", lambda v: env.get(v.group(1), ""), value)
+    return env
+
+
+def image_instruction(target: str, instruction: str) -> str | None:
+    """The last value of an instruction (USER, WORKDIR, ENTRYPOINT) in the target's FROM chain."""
+    stages = _dockerfile_stages(DOCKERFILE.read_text())
+    found = None
+    chain = []
+    while target in stages:
+        chain.append(target)
+        target = stages[target][0]
+    for stage in reversed(chain):
+        for line in stages[stage][1]:
+            m = re.match(rf"{instruction}\s+(.*)", line, re.I)
+            if m:
+                found = m.group(1).strip()
+    return found
+
+
+# ---- the worker container as the chart renders it ------------------------------------------------
+
+POD_NAME = "imagegate-6f7c9d8b5-x2kqz"
+
+
+def chart_env(objects, secret_values: dict[str, str] | None = None) -> dict[str, str]:
+    """The variables the chart gives the worker container: the ConfigMap (envFrom), then env entries
+    (downward API -> POD_NAME, Secret refs -> `secret_values[key]`)."""
+    c = worker_container(objects)
+    env: dict[str, str] = {}
+    for src in c["envFrom"]:
+        name = src["configMapRef"]["name"]
+        env.update(next(o for o in objects if o["kind"] == "ConfigMap" and o["metadata"]["name"] == name)["data"])
+    for e in c.get("env", []):
+        if "value" in e:
+            env[e["name"]] = e["value"]
+        elif "fieldRef" in e["valueFrom"]:
+            assert e["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+            env[e["name"]] = POD_NAME
+        else:
+            env[e["name"]] = (secret_values or {})[e["valueFrom"]["secretKeyRef"]["key"]]
+    return env
+
+
+def secret_files(objects, root: Path, secret_values: dict[str, str]) -> dict[str, Path]:
+    """The worker container's projected Secret volumes as the kubelet would write them, under `root`:
+    mountPath -> host directory. Each item's file holds `secret_values[key]`."""
+    c = worker_container(objects)
+    volumes = {v["name"]: v for v in one(objects, "Deployment")["spec"]["template"]["spec"]["volumes"]}
+    out = {}
+    for m in c["volumeMounts"]:
+        v = volumes[m["name"]]
+        if "projected" not in v:
+            continue
+        d = root / m["name"]
+        d.mkdir(parents=True, exist_ok=True)
+        for src in v["projected"]["sources"]:
+            for item in src["secret"]["items"]:
+                (d / item["path"]).write_text(secret_values[item["key"]])
+        out[m["mountPath"]] = d
+    return out

@@ -34,7 +34,7 @@ def scored(i: int, signals: dict[str, float], role: str = "main") -> bytes:
         v = POLICY.judge(signals, None, role)
     else:
         v = POLICY.reject(None, ReasonCode.FETCH_FAILED, "HTTP 404", role=role)
-    return ImageScored(event_id=scored_event_id(f"e{i}", "1"), source_event_id=f"e{i}", image_id=f"img-{i}", role=role,
+    return ImageScored(event_id=scored_event_id(f"e{i}", "1", v.policy), source_event_id=f"e{i}", image_id=f"img-{i}", role=role,
                        score=v.score, decision=v.decision, reasons=v.reasons, signals=signals,
                        model=ModelRef(name="imagegate-quality", version="1"), policy=v.policy, cached=False,
                        scored_at=now_utc()).model_dump_json().encode()

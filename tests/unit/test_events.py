@@ -7,6 +7,7 @@ import pytest
 from consumer.events import (
     ImageScored,
     InvalidEvent,
+    PolicyRef,
     ReasonCode,
     json_schemas,
     parse_uploaded,
@@ -61,10 +62,25 @@ def test_oversized_event_rejected_before_parsing():
         parse_uploaded(raw({**GOOD, "listing_id": "x" * 2000}), max_bytes=1024)
 
 
+P1 = PolicyRef(name="default", version="2026.11.3")
+
+
 def test_scored_event_id_is_deterministic_per_model_version():
-    assert scored_event_id("e-1", "1.0") == scored_event_id("e-1", "1.0")
-    assert scored_event_id("e-1", "1.0") != scored_event_id("e-1", "1.1")
-    assert scored_event_id("e-1", "1.0") != scored_event_id("e-2", "1.0")
+    assert scored_event_id("e-1", "1.0", P1) == scored_event_id("e-1", "1.0", P1)
+    assert scored_event_id("e-1", "1.0", P1) != scored_event_id("e-1", "1.1", P1)
+    assert scored_event_id("e-1", "1.0", P1) != scored_event_id("e-2", "1.0", P1)
+
+
+def test_scored_event_id_changes_with_the_policy():
+    """A re-score under a new policy version (or another profile) is a different verdict: before,
+    both verdicts of one input under one model shared an id, and consumers deduplicating by
+    event_id dropped the second."""
+    base = scored_event_id("e-1", "1.0", P1)
+    assert scored_event_id("e-1", "1.0", PolicyRef(name="default", version="2026.12.0")) != base
+    assert scored_event_id("e-1", "1.0", PolicyRef(name="lenient", version="2026.11.3")) != base
+    # the parts are separated, so shifting text between them cannot collide
+    assert scored_event_id("e-1", "1.0", PolicyRef(name="a", version="bc")) != \
+        scored_event_id("e-1", "1.0", PolicyRef(name="ab", version="c"))
 
 
 def test_reason_codes_are_stable():

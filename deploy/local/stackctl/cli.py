@@ -143,7 +143,8 @@ def parser() -> argparse.ArgumentParser:
     secure.add_argument("--secure", action="store_true",
                         help="the secure profile (stack dir's secure/): 3 SASL_SSL brokers with ACLs, Redis TLS + ACL")
     sub = ap.add_subparsers(dest="cmd", required=True)
-    sub.add_parser("install", help="fetch Kafka jars (cached) and ensure redis-server and promtool are installed")
+    sub.add_parser("install", help="fetch Kafka jars (cached) and ensure redis-server, promtool, chromium and bwrap "
+                   "are installed")
     for name, h in (("start", "start services (default: both); no-op if running"),
                     ("stop", "stop services (default: both): SIGTERM, then SIGKILL after a bound")):
         sp = sub.add_parser(name, help=h, parents=[secure])

@@ -101,10 +101,16 @@ def ensure_chromium() -> None:
     ensure_debian_package("chromium", "chromium", "Chromium")
 
 
+def ensure_bwrap() -> None:
+    """Debian's bubblewrap for tests/deploy/test_pod_runtime.py (the pod's read-only, uid 10001 runtime, emulated)."""
+    ensure_debian_package("bwrap", "bubblewrap", "bubblewrap")
+
+
 def install_all() -> None:
     t0 = time.monotonic()
     ensure_jars()
     ensure_redis()
     ensure_prometheus()
     ensure_chromium()
+    ensure_bwrap()
     say(f"install done in {time.monotonic() - t0:.1f}s")

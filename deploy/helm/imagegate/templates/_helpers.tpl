@@ -99,6 +99,7 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 
 {{- define "imagegate.policyMountDir" -}}/etc/imagegate/policy{{- end }}
 {{- define "imagegate.kafkaTlsDir" -}}/etc/imagegate/kafka-tls{{- end }}
+{{- define "imagegate.secretsDir" -}}/etc/imagegate/secrets{{- end }}
 
 {{/* librdkafka sasl.mechanism -> the KEDA kafka scaler's `sasl` value. */}}
 {{- define "imagegate.kedaSasl" -}}
