@@ -29,10 +29,12 @@ def reader(s: Settings, group_id: str | None = None, from_beginning: bool = True
 
 
 def ensure_topics(s: Settings, partitions: int | None = None, timeout_s: float = 30.0) -> list[str]:
-    """Create the input, output, DLQ (and backfill, when configured) topics if missing; returns the names created."""
+    """Create the input, output, DLQ (and backfill and shadow, when configured) topics if missing; returns the
+    names created."""
     admin = AdminClient(s.kafka_common())
     existing = set(admin.list_topics(timeout=timeout_s).topics)
-    want = [s.topic_in, s.topic_out, s.topic_dlq] + ([s.topic_backfill] if s.topic_backfill else [])
+    want = [s.topic_in, s.topic_out, s.topic_dlq] + ([s.topic_backfill] if s.topic_backfill else []) \
+        + ([s.shadow_topic] if s.shadow_topic else [])
     n = partitions or s.topic_partitions
     new = [NewTopic(t, num_partitions=n, replication_factor=int(s.kafka.get("replication.factor", 1)))
            for t in want if t not in existing]
