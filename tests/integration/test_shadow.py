@@ -23,11 +23,14 @@ pytestmark = pytest.mark.integration
 N = 24
 
 
-@pytest.fixture(scope="module")
-def candidate_model(tmp_path_factory):
+@pytest.fixture(scope="module", params=[64, 48], ids=["same-input", "own-decode"])
+def candidate_model(request, tmp_path_factory):
+    """Seed 1: another random model. 64 px takes over the default's decoded input; 48 px cannot,
+    so the shadow thread decodes the kept bytes itself (as for a v2 candidate beside v1)."""
     from model.testing import write_random_model
 
-    return write_random_model(tmp_path_factory.mktemp("candidate") / "random-seed-1.pt", input_size=64, seed=1)
+    return write_random_model(tmp_path_factory.mktemp("candidate") / "random-seed-1.pt", input_size=request.param,
+                              seed=1)
 
 
 def shadow_env(pipeline, **extra: str) -> dict[str, str]:
@@ -83,6 +86,9 @@ def test_candidate_model_beside_default_changes_nothing_downstream(pipeline, ori
         assert r["shadow"]["default"]["decision"] == d["decision"]
         assert r["shadow"]["default"]["reasons"] == [x["code"] for x in d["reasons"]]
     assert any(r["signals"]["quality"] != default_by_src[r["source_event_id"]]["signals"]["quality"] for r in records)
+    for r in records:  # the same image measured, whichever decode fed the candidate
+        d = default_by_src[r["source_event_id"]]["signals"]
+        assert (r["signals"]["width"], r["signals"]["height"]) == (d["width"], d["height"]) == (160, 120)
 
     out = report(pipeline, env, "--json")
     assert out.returncode == 0, out.stderr
