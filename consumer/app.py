@@ -37,6 +37,27 @@ def version() -> str:
         return "unknown"
 
 
+def load_candidate(settings: Settings, predictor, policy: Policy):
+    """The shadow's candidate (consumer/shadow.py), or None when no shadow is configured.
+
+    A candidate model is its own instance; a candidate policy alone judges the default model's
+    outputs. Either is checked against the model it will judge, like the default, at start."""
+    if not settings.shadow_enabled:
+        return None
+    import model
+    from consumer.shadow import Candidate
+
+    shadow_model = model.load(settings.shadow_model_path, settings.device, runtime=settings.runtime) \
+        if settings.shadow_model_path is not None else None
+    shadow_policy = Policy.from_file(settings.shadow_policy_file, settings.default_policy) \
+        if settings.shadow_policy_file is not None else policy
+    shadow_policy.check_model(tuple((shadow_model or predictor).heads))
+    log.info("shadow configured", extra={
+        "model": None if shadow_model is None else {"name": shadow_model.name, "version": shadow_model.version},
+        "policy_version": shadow_policy.version, "sample": settings.shadow_sample, "topic": settings.shadow_topic})
+    return Candidate(shadow_model, shadow_policy)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if args and args[0] in ("-h", "--help"):
@@ -60,9 +81,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         policy = Policy.from_file(settings.policy_file, settings.default_policy)
         predictor = load_predictor(settings)
+        candidate = load_candidate(settings, predictor, policy)
         from consumer.worker import Worker  # imports torch-heavy modules after config is known good
 
-        worker = Worker(settings, predictor, policy, health)
+        worker = Worker(settings, predictor, policy, health, candidate)
     except (ValueError, OSError, RuntimeError) as e:
         log.error("cannot start", extra={"error": str(e)})
         return 2

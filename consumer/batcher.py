@@ -33,6 +33,14 @@ class Batcher(Generic[T]):
                 continue
         return False
 
+    def offer(self, item: T) -> bool:
+        """Add without waiting; False when full (for optional work that must never hold its caller up)."""
+        try:
+            self._q.put_nowait(item)
+            return True
+        except queue.Full:
+            return False
+
     def qsize(self) -> int:
         return self._q.qsize()
 

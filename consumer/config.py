@@ -123,6 +123,18 @@ class Settings(BaseSettings):
     policy_file: Path = DEFAULT_POLICY_FILE
     default_policy: str = "default"
 
+    # Shadow models (consumer/shadow.py): a candidate beside the default on a sample of live traffic
+    shadow_model_path: Path | None = Field(
+        None, description="candidate weights file run beside the default model (its own instance, its own thread)")
+    shadow_policy_file: Path | None = Field(
+        None, description="candidate policy file; alone (no shadow model) it re-judges the default model's outputs")
+    shadow_sample: float = Field(
+        0.1, ge=0.0, le=1.0, description="share of images shadowed, chosen by content hash (reruns pick the same)")
+    shadow_topic: str | None = Field(
+        None, description="topic for candidate verdicts (image_scored-shaped, marked shadow); never the output topic")
+    shadow_max_batch: int = Field(8, ge=1, le=1024, description="images per candidate-model batch")
+    shadow_queue: int = Field(64, ge=1, description="samples waiting for the shadow; when full, new samples are dropped")
+
     # Reliability
     processing_retries: int = Field(2, ge=0, le=10, description="retries of unexpected stage errors before DLQ")
     retry_delays_s: list[float] = Field(
@@ -205,6 +217,7 @@ class Settings(BaseSettings):
             raise ValueError("topic_in, topic_out and topic_dlq must differ")
         if self.topic_backfill in (self.topic_in, self.topic_out, self.topic_dlq):
             raise ValueError("topic_backfill must differ from topic_in, topic_out and topic_dlq")
+        self._check_shadow()
         return self
 
     def __repr_args__(self):
@@ -217,6 +230,26 @@ class Settings(BaseSettings):
             elif name == "kafka" and isinstance(value, dict):
                 value = {k: (REDACTED if SECRET_KEY.search(k) else v) for k, v in value.items()}
             yield name, value
+
+    @property
+    def shadow_enabled(self) -> bool:
+        return (self.shadow_model_path is not None or self.shadow_policy_file is not None) and self.shadow_sample > 0
+
+    def _check_shadow(self) -> None:
+        """A shadow verdict on a topic listing services read would change what sellers see: refused."""
+        if self.shadow_topic is not None:
+            if self.shadow_topic == self.topic_out:
+                raise ValueError(f"shadow_topic {self.shadow_topic!r} is the output topic: candidate verdicts must "
+                                 "never reach listing services; name a topic of their own")
+            if self.shadow_topic in (self.topic_in, self.topic_dlq, self.topic_backfill):
+                raise ValueError("shadow_topic must differ from topic_in, topic_dlq and topic_backfill")
+            if self.shadow_model_path is None and self.shadow_policy_file is None:
+                raise ValueError("shadow_topic is set but there is no candidate: set shadow_model_path and/or "
+                                 "shadow_policy_file")
+        if self.shadow_model_path is not None and not self.shadow_model_path.is_file():
+            raise ValueError(f"shadow_model_path {self.shadow_model_path} does not exist")
+        if self.shadow_policy_file is not None and not self.shadow_policy_file.is_file():
+            raise ValueError(f"shadow_policy_file {self.shadow_policy_file} does not exist")
 
     def kafka_common(self) -> dict[str, Any]:
         """librdkafka settings shared by consumer, producer and admin clients."""

@@ -195,3 +195,30 @@ def serve(health: Probes, host: str, port: int) -> ThreadingHTTPServer:
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, name="ops-http", daemon=True).start()
     return server
+
+
+# -- Shadow models (consumer/shadow.py): the candidate's cost and its agreement with the default ------------
+SHADOW_OUTCOMES = ("scored", "dropped", "skipped", "error")
+SHADOW_REASON_OUTCOMES = ("both", "default_only", "candidate_only")
+SHADOW_EVENTS = Counter("imagegate_shadow_events_total",
+                        "Shadow samples by outcome: scored by the candidate, dropped (shadow queue full), skipped "
+                        "(no input for the candidate model, e.g. a cache hit it has not seen), error", ["outcome"])
+SHADOW_INFERENCE_SECONDS = Histogram("imagegate_shadow_inference_duration_seconds",
+                                     "Candidate model forward time per shadow batch", buckets=INFERENCE_BUCKETS)
+SHADOW_BATCH_SIZE = Histogram("imagegate_shadow_batch_size", "Images per candidate-model batch", buckets=BATCH_BUCKETS)
+SHADOW_QUEUE = Gauge("imagegate_shadow_queue_items", "Shadow samples waiting for the shadow thread")
+SHADOW_PUBLISH_ERRORS = Counter("imagegate_shadow_publish_errors_total",
+                                "Shadow records the shadow topic did not take (never retried: shadow data is best effort)")
+SHADOW_DECISIONS = Counter("imagegate_shadow_decisions_total", "Shadowed images by default and candidate decision",
+                           ["default", "candidate"])
+SHADOW_REASON_AGREEMENT = Counter("imagegate_shadow_reason_agreement_total",
+                                  "Reason codes of shadowed images: in both verdicts, the default's only, the candidate's only",
+                                  ["code", "outcome"])
+for _o in SHADOW_OUTCOMES:
+    SHADOW_EVENTS.labels(_o)
+for _d in Decision:
+    for _c in Decision:
+        SHADOW_DECISIONS.labels(_d.value, _c.value)
+for _r in ReasonCode:
+    for _o in SHADOW_REASON_OUTCOMES:
+        SHADOW_REASON_AGREEMENT.labels(_r.value, _o)

@@ -27,6 +27,7 @@ from consumer.ordering import Emitter
 from consumer.policy import Policy
 from consumer.pool import WorkerPool
 from consumer.retry import DelayQueue
+from consumer.shadow import Candidate, Shadow
 from consumer.steps.base import Chain, Failures
 from consumer.steps.decode import Decode
 from consumer.steps.dedupe import ShareWithFollowers, SingleFlight
@@ -35,6 +36,7 @@ from consumer.steps.fetch import Fetch
 from consumer.steps.infer import Infer
 from consumer.steps.judge import Judge
 from consumer.steps.lookup import ClaimedHashLookup, ContentLookup
+from consumer.steps.shadow import ShadowOffer, ShadowTap
 from consumer.work import WorkItem
 
 
@@ -53,6 +55,7 @@ class Pipeline:
     fetch_pool: WorkerPool
     infer: Infer
     delayed: DelayQueue
+    shadow: Shadow | None = None
 
     def submit(self, item: WorkItem) -> None:
         self.fetch_pool.submit(item)
@@ -61,14 +64,19 @@ class Pipeline:
         self.fetch_pool.start()
         self.infer.thread.start()
         self.delayed.thread.start()
+        if self.shadow is not None:
+            self.shadow.thread.start()
 
     def stop(self) -> None:
         self.delayed.stop()
         self.infer.thread.join(timeout=5)
+        if self.shadow is not None:
+            self.shadow.thread.join(timeout=5)
 
 
 def build_pipeline(s: Settings, predictor: Any, policy: Policy, cache: ResultCache, emitter: Emitter,
-                   tracker: OffsetTracker, health: Health, halt: threading.Event) -> Pipeline:
+                   tracker: OffsetTracker, health: Health, halt: threading.Event,
+                   candidate: Candidate | None = None) -> Pipeline:
     def is_current(item: WorkItem) -> bool:
         return tracker.is_current(item.source.topic, item.source.partition, item.source.epoch)
 
@@ -88,20 +96,28 @@ def build_pipeline(s: Settings, predictor: Any, policy: Policy, cache: ResultCac
     metrics.INFERENCE_QUEUE.set_function(batcher.qsize)
     infer = Infer(predictor, batcher, health, halt, done=lambda item: chain.resume_after("infer", item),
                   failed=lambda item, e: failures.handle(item, "inference", e))
+    # A shadow (consumer/shadow.py) only looks on: a tap keeps its input, an offer after judge hands it over.
+    shadow = Shadow(s, predictor, candidate, health, halt) if candidate is not None else None
+    tap = [ShadowTap(shadow)] if shadow is not None else []
+    offer = [ShadowOffer(shadow)] if shadow is not None else []
     chain = Chain([
         ClaimedHashLookup(cache, trusted=s.trust_claimed_sha256),
         Fetch(build_fetcher(s)),
         ContentLookup(cache),
         flight,
+        *tap,
         Decode(DecodeLimits(max_pixels=s.max_pixels, allowed_formats=tuple(s.allowed_formats)),
                DecodeBudget(s.decode_memory_mb << 20), predictor.preprocess, predictor.input_size,
                predictor.needs_full_resolution),
         infer,
         ShareWithFollowers(flight, continue_at_judge=lambda item: chain.run(item, chain.index("judge"))),
         Judge(policy),
+        *offer,
         Emit(ModelRef(name=predictor.name, version=predictor.version), emitter),
     ], failures, is_current)
     pool = WorkerPool("fetch", s.fetch_concurrency, chain.run, health, halt)
     health.register("inference", infer.thread)
     health.register("retry", delayed.thread)
-    return Pipeline(chain, pool, infer, delayed)
+    if shadow is not None:
+        health.register("shadow", shadow.thread)  # its death or stall fails /healthz (consumer/shadow.py says why)
+    return Pipeline(chain, pool, infer, delayed, shadow)

@@ -86,6 +86,19 @@ class ContentResult:
 
 
 @dataclass(eq=False)
+class ShadowInput:
+    """What a shadow sample keeps for the candidate model (consumer/shadow.py) past the default's use of it.
+
+    `data`: the fetched bytes, when the candidate's input differs from the default's (another size or
+    views) and the shadow thread decodes for itself; else `pixels`: the default's own model input,
+    handed over after the default's inference instead of being dropped."""
+
+    own_decode: bool
+    data: bytes | None = None
+    pixels: Any = None
+
+
+@dataclass(eq=False)
 class WorkItem:
     source: Source
     consumed_at: float = field(default_factory=time.monotonic)
@@ -105,6 +118,7 @@ class WorkItem:
     failures: int = 0  # unexpected errors so far
     transient_failures: int = 0  # our own transient errors so far (DNS, 5xx, device ...)
     enqueued_at: float = 0.0
+    shadow: ShadowInput | None = None  # kept for a shadow sample (set by steps.shadow.ShadowTap)
 
     @property
     def known(self) -> bool:
@@ -114,6 +128,13 @@ class WorkItem:
     def reset_for_retry(self) -> None:
         self.data = self.pixels = self.measured = self.content = self.rejection = self.verdict = None
         self.sha256, self.verified, self.cached, self.leader, self.store_content = None, True, False, False, False
+        self.shadow = None
+
+    def release_pixels(self) -> None:
+        """After the default model: drop the input, unless a shadow sample takes it over."""
+        if self.shadow is not None and not self.shadow.own_decode:
+            self.shadow.pixels = self.pixels
+        self.pixels = None
 
     def log_ids(self) -> dict[str, Any]:
         ev = self.event

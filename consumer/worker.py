@@ -32,7 +32,8 @@ log = logging.getLogger("imagegate.worker")
 
 
 class Worker:
-    def __init__(self, settings: Settings, predictor: Any, policy: Policy, health: Health | None = None):
+    def __init__(self, settings: Settings, predictor: Any, policy: Policy, health: Health | None = None,
+                 candidate: Any = None):
         s = self.settings = settings
         self.health = health or Health(s.stall_after_s, s.in_flight_max_age_s)
         self.health.in_flight_max_age_s = s.in_flight_max_age_s
@@ -57,7 +58,7 @@ class Worker:
                          on_fatal=self._fatal, heartbeat=lambda: self.health.beat("sink"))
         self.emitter = Emitter(self.sink.send, lambda src: self.tracker.is_current(src.topic, src.partition, src.epoch))
         self.pipeline = build_pipeline(s, predictor, policy, self.cache, self.emitter, self.tracker, self.health,
-                                       self._halt)
+                                       self._halt, candidate)
         self.loop = KafkaLoop(s, self.tracker, self.emitter, self.pipeline.submit, self.health, self.stop_event,
                               self.broker_log)
         self.health.register("sink", self.sink.thread)

@@ -33,14 +33,16 @@ def _calibration_batch(input_size: int, g: torch.Generator, n: int = 48) -> torc
     return (x - mean) / std
 
 
-def write_random_model(path: str | os.PathLike, input_size: int = 64, views: Sequence[str] = ("global",)) -> Path:
+def write_random_model(path: str | os.PathLike, input_size: int = 64, views: Sequence[str] = ("global",),
+                       seed: int = 0) -> Path:
     """Write a tiny randomly initialised model in the real file format; loadable by ``model.load()``.
 
     Its outputs are MEANINGLESS (random weights, metadata name "random-plumbing-only"):
     use it only to test plumbing (batching, shapes, caching, events), never quality.
     Deterministic (fixed seed) and fast on CPU. ``views=("global", "detail")`` gives a two-view
     model (input uint8 [N, 6, S, S], metadata "views") for the plumbing of the detail view; the
-    single-view file is the same as before the views existed (no "views" key).
+    single-view file is the same as before the views existed (no "views" key). Another ``seed`` gives
+    another random model (version "0.0.0-random-seed<N>"), e.g. a shadow candidate beside the default.
 
     Why the calibration: with plain random weights every output sat within ~0.01 of a constant,
     so a plumbing test could not tell one image's result from another's (a mixed-up batch, a
@@ -49,7 +51,7 @@ def write_random_model(path: str | os.PathLike, input_size: int = 64, views: Seq
     the random heads swing widely with the input: quality over tens of points, each distortion
     head over most of 0..1. Still random: which way a head moves means nothing.
     """
-    g = torch.Generator().manual_seed(0)
+    g = torch.Generator().manual_seed(seed)
     views = check_views(tuple(views))
     net = QualityNet("tiny-random", input_size, HEADS, views=views)
     with torch.no_grad():
@@ -65,7 +67,7 @@ def write_random_model(path: str | os.PathLike, input_size: int = 64, views: Seq
         net.linear.bias.zero_()
         net.linear.weight[0] *= 0.15 / _GAIN  # quality column: MOS 0..1, spread ~0.15 around 0.5
         net.linear.bias[0] = 0.5  # quality around 50 so plumbing sees mid-range scores
-    meta = {"name": "random-plumbing-only", "version": "0.0.0-random", "arch": "tiny-random",
+    meta = {"name": "random-plumbing-only", "version": "0.0.0-random" if seed == 0 else f"0.0.0-random-seed{seed}", "arch": "tiny-random",
             "input_size": int(input_size), "mean": list(MEAN), "std": list(STD), "heads": list(HEADS),
             "training": {"note": "random weights for plumbing tests only; outputs are meaningless "
                                  "(feature standardisation calibrated on generated inputs so outputs vary)"}}

@@ -80,13 +80,14 @@ class TopicsResult:
 
 def create_topics(s: Settings, partitions: int | None = None, replication_factor: int | None = None,
                   force: bool = False, timeout_s: float = 30.0) -> TopicsResult:
-    """Create the input, output, DLQ (and backfill, when configured) topics if missing; existing ones
+    """Create the input, output, DLQ (and backfill and shadow, when configured) topics if missing; existing ones
     are left as they are and reported with their partition and replica counts."""
     admin = AdminClient(common(s))
     md = admin.list_topics(timeout=timeout_s)
     plan = plan_topics(len(md.brokers), partitions or s.topic_partitions,
                        replication_factor if replication_factor is not None else s.topic_replication_factor, force)
-    want = [s.topic_in, s.topic_out, s.topic_dlq] + ([s.topic_backfill] if s.topic_backfill else [])
+    want = [s.topic_in, s.topic_out, s.topic_dlq] + ([s.topic_backfill] if s.topic_backfill else []) \
+        + ([s.shadow_topic] if s.shadow_topic else [])
     result = TopicsResult(plan)
     for t in want:
         if t in md.topics and md.topics[t].error is None:

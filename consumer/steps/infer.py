@@ -82,7 +82,7 @@ class Infer:
         for i, it in enumerate(batch):
             it.content = ContentResult(it.sha256 or "", merge_signals(it.measured, outputs, i), self.model_ref)
             it.store_content = True
-            it.pixels = None
+            it.release_pixels()
             self._done(it)
 
     def _isolate(self, batch: list[WorkItem]) -> None:
@@ -94,7 +94,8 @@ class Infer:
                 failed.append((it, e))
                 continue
             it.content = ContentResult(it.sha256 or "", merge_signals(it.measured, out, 0), self.model_ref)
-            it.store_content, it.pixels = True, None
+            it.store_content = True
+            it.release_pixels()
             self._done(it)
         if len(failed) == len(batch):
             self._device_failed([it for it, _ in failed], failed[0][1])

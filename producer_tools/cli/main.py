@@ -13,11 +13,11 @@ import os
 import sys
 
 from producer_tools import exit_codes
-from producer_tools.cli import (backfill, completion, dlq, policy, publish, report, results, score, status,
-                                topics)
+from producer_tools.cli import (backfill, completion, dlq, policy, publish, report, results, score, shadow,
+                                status, topics)
 
 # help order: set up, feed, look, repair, review
-COMMANDS = (topics, publish, results, backfill, dlq, status, score, report, policy, completion)
+COMMANDS = (topics, publish, results, backfill, dlq, status, score, report, policy, shadow, completion)
 
 DESCRIPTION = """imagegate: the operator's command line.
 
@@ -33,6 +33,7 @@ DESCRIPTION = """imagegate: the operator's command line.
   imagegate score PATH... [--report F]   the worker's decode -> model -> policy, offline
   imagegate report --last N --out F      HTML review page of the latest image_scored events
   imagegate policy check FILE | diff     validate a policy file; replay one over stored results
+  imagegate shadow report                default vs shadow candidate: confusion table, examples
   imagegate completion bash|zsh          shell completion script
 
 Kafka/Redis addresses and topic names come from the same IMAGEGATE_* settings as the worker.

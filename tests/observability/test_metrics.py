@@ -26,7 +26,8 @@ def test_names_units_and_labels():
         if f.type == "counter":
             assert any(s.name == f.name + "_total" for s in f.samples) or not f.samples, f.name
         if f.type == "histogram":
-            assert f.name.endswith("_seconds") or f.name in ("imagegate_batch_size", "imagegate_score"), f.name
+            assert f.name.endswith("_seconds") or f.name in (
+                "imagegate_batch_size", "imagegate_shadow_batch_size", "imagegate_score"), f.name
         for s in f.samples:
             assert not (set(s.labels) & PER_EVENT_LABELS), (s.name, s.labels)
             assert "milliseconds" not in s.name and not s.name.endswith("_ms")
