@@ -108,7 +108,8 @@ class ScoringService:
 
     def stop(self) -> None:
         self.halt.set()
-        self.infer.thread.join(timeout=5)
+        if self.infer.thread.ident is not None:  # started
+            self.infer.thread.join(timeout=5)
         self.pool.shutdown(wait=False, cancel_futures=True)
 
     def ready(self) -> tuple[bool, dict]:

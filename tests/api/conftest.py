@@ -94,10 +94,10 @@ class ApiServer:
                     total += s.value
         return total
 
-    def wait_metric(self, name: str, value: float, timeout: float = 60.0) -> None:
+    def wait_metric(self, name: str, value: float, labels: dict[str, str] | None = None, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
-        while self.metric(name) != value:
-            assert time.monotonic() < deadline, f"{name} never reached {value} (now {self.metric(name)})"
+        while self.metric(name, labels) != value:
+            assert time.monotonic() < deadline, f"{name} never reached {value} (now {self.metric(name, labels)})"
             time.sleep(0.05)
 
     def stop(self) -> int:
