@@ -79,13 +79,15 @@ def create_app(service: ScoringService, keys: ApiKeys | None = None) -> Starlett
         if slot is None:
             return error(429, "overloaded", f"all {service.api.concurrency} scoring slots are busy; retry later",
                          retry_after)
-        try:
+        try:  # until the work is submitted, this handler owns the slot: every way out gives it back
             try:
                 async with asyncio.timeout_at(deadline):
                     body = await _read_body(request, service.max_body_bytes)
             except TimeoutError:
+                slot.release()
                 return error(408, "request_timeout", f"the request body did not arrive within {service.api.deadline_s:g}s")
             item = await _parse(request, body, consumed_at)
+            del body  # the item holds the bytes now; the chain drops them after decode
         except BadRequest as e:
             slot.release()
             return error(e.status, e.code, str(e))
@@ -95,7 +97,6 @@ def create_app(service: ScoringService, keys: ApiKeys | None = None) -> Starlett
         except BaseException:
             slot.release()
             raise
-        del body  # the item holds the bytes now; the chain drops them after decode
         reply = asyncio.wrap_future(service.submit(item, slot))
         done, _ = await asyncio.wait({reply}, timeout=max(0.0, deadline - loop.time()))
         if not done:

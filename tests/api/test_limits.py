@@ -121,3 +121,30 @@ def test_a_bad_keys_file_refuses_to_start(api_env, tmp_path, content, needle):
                        cwd=REPO, capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and needle in r.stderr
     assert "first-key" not in r.stderr  # a key written by mistake is never echoed
+
+
+def test_a_body_that_does_not_arrive_by_the_deadline_is_408(start_api):
+    import http.client
+    import json
+    import socket
+
+    api = start_api(IMAGEGATE_API_DEADLINE_S="1")
+    with socket.create_connection(("127.0.0.1", api.port), timeout=60) as sock:
+        sock.sendall(b"POST /v1/score HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\nContent-Length: 1000\r\n\r\n"
+                     + b"\xff" * 10)  # and then nothing: the rest never comes
+        resp = http.client.HTTPResponse(sock)
+        resp.begin()
+        body = json.loads(resp.read())
+    assert resp.status == 408 and body["error"]["code"] == "request_timeout", body
+    api.wait_metric("imagegate_api_in_flight_requests", 0)  # its slot was given back
+
+
+def test_sigterm_stops_cleanly(start_api):
+    api = start_api()
+    assert api.score(encode(photo(64, 48))).status == 200
+    import signal
+
+    # uvicorn drains, runs the lifespan shutdown (the inference thread stops), then re-raises the
+    # SIGTERM it caught so a supervisor sees why the process ended.
+    assert api.stop() == -signal.SIGTERM
+    assert "Application shutdown complete" in api.log_path.read_text()

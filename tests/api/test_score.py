@@ -139,6 +139,7 @@ def test_body_over_the_limit_is_413_declared_or_streamed(api):
     r = api.score(iter([big[:100_000], big[100_000:]]))  # chunked, no Content-Length: counted as it arrives
     assert r.status == 413 and r.json()["error"]["code"] == "too_large", r
     assert api.score(b"\xff" * MAX_BODY).status == 422  # at the limit: read, then found not to be an image
+    api.wait_metric("imagegate_api_in_flight_requests", 0)
 
 
 @pytest.mark.parametrize("query,ctype,body,status,needle", [
@@ -155,6 +156,7 @@ def test_bad_requests_are_4xx_with_a_message(api, query, ctype, body, status, ne
     r = api.score(body, ctype, query)
     assert r.status == status, r
     assert needle in r.json()["error"]["message"]
+    api.wait_metric("imagegate_api_in_flight_requests", 0)  # the slot taken for reading the body was given back
 
 
 def test_multipart_without_an_image_field_is_400(api, jpeg):
