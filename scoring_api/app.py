@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import json
 import time
 import uuid
@@ -218,12 +217,8 @@ async def _parse(request: Request, body: bytes, consumed_at: float) -> ApiItem:
     if data is not None:
         if not data:
             raise BadRequest(400, "bad_request", "the request has no image bytes")
-        item.data, item.sha256, item.verified = data, _sha256(data), True
+        item.data = data  # hashed on a chain thread (service.py), not on the event loop
     return item
-
-
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 def _json_object(body: bytes) -> dict[str, Any]:

@@ -14,6 +14,7 @@ the chain from there (consumer/steps/infer.py), exactly as in the worker.
 from __future__ import annotations
 
 import concurrent.futures
+import hashlib
 import itertools
 import logging
 import threading
@@ -155,6 +156,8 @@ class ScoringService:
 
     def _run(self, item: ApiItem, start: int) -> None:
         try:
+            if item.data is not None:  # an upload: what the fetch step does for a URL, here (off the event loop)
+                item.sha256, item.verified = hashlib.sha256(item.data).hexdigest(), True
             self.chain.run(item, start)
         except Exception as e:  # noqa: BLE001 (the chain sorts step failures; this is a bug around it)
             log.exception("chain error outside a step")
