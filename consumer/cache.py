@@ -141,5 +141,19 @@ class ResultCache:
         self._ok()
         metrics.CACHE.labels("put", "ok").inc(len(results))
 
+    def put_content(self, content: ContentResult) -> None:
+        """Write one content-level result only (the scoring API: no Kafka source, so no latest-per-image record)."""
+        if not self._available():
+            metrics.CACHE.labels("put", "skipped").inc()
+            return
+        try:
+            self._client.set(content_key(self.model_version, self.policy_version, content.sha256), content.to_json(),
+                             ex=self.ttl_s)
+        except redis.RedisError as e:
+            self._failed("put", e)
+            return
+        self._ok()
+        metrics.CACHE.labels("put", "ok").inc()
+
     def close(self) -> None:
         self._client.close()

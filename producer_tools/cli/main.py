@@ -13,11 +13,11 @@ import os
 import sys
 
 from producer_tools import exit_codes
-from producer_tools.cli import (backfill, completion, dlq, policy, publish, report, results, score, shadow,
-                                status, topics)
+from producer_tools.cli import (api, backfill, completion, dlq, policy, publish, report, results, score,
+                                shadow, status, topics)
 
 # help order: set up, feed, look, repair, review
-COMMANDS = (topics, publish, results, backfill, dlq, status, score, report, policy, shadow, completion)
+COMMANDS = (topics, publish, results, backfill, dlq, status, score, report, policy, shadow, api, completion)
 
 DESCRIPTION = """imagegate: the operator's command line.
 
@@ -34,6 +34,7 @@ DESCRIPTION = """imagegate: the operator's command line.
   imagegate report --last N --out F      HTML review page of the latest image_scored events
   imagegate policy check FILE | diff     validate a policy file; replay one over stored results
   imagegate shadow report                default vs shadow candidate: confusion table, examples
+  imagegate api [--port P]               serve the scoring API (POST /v1/score)
   imagegate completion bash|zsh          shell completion script
 
 Kafka/Redis addresses and topic names come from the same IMAGEGATE_* settings as the worker.

@@ -22,7 +22,7 @@ from tests.images import encode, photo
 
 IMAGEGATE = Path(sys.executable).with_name("imagegate")  # the console script `make setup` installs
 COMMANDS = {"topics", "publish", "serve", "loadgen", "tail", "get", "backfill", "dlq", "status", "score", "report",
-            "policy", "shadow", "completion"}
+            "policy", "shadow", "api", "completion"}
 
 
 def imagegate(*args: str, stdin: str | None = None, **env: str) -> subprocess.CompletedProcess:

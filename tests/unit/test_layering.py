@@ -1,6 +1,6 @@
 """Which of our packages may import which, and no import cycles between our modules.
 
-Why: the worker image ships ``consumer``, ``model`` and ``producer_tools`` only; training and
+Why: the worker image ships ``consumer``, ``model``, ``scoring_api`` and ``producer_tools`` only; training and
 evaluation (``training``: datasets, scipy, scikit-learn, OpenCV, hours of CPU) must never be
 pulled in by them, not even by an import inside a function that only one code path reaches.
 So the sources are read (``ast``), not imported: every ``import`` counts, at module level or
@@ -17,12 +17,13 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("consumer", "model", "producer_tools", "training")
+PACKAGES = ("consumer", "model", "producer_tools", "scoring_api", "training")
 # What each package may import of ours (itself always). Nobody imports training: it sits on top.
 ALLOWED: dict[str, frozenset[str]] = {
     "model": frozenset(),  # inference only: numpy / torch / ONNX Runtime / OpenVINO, nothing of ours
     "consumer": frozenset({"model"}),
-    "producer_tools": frozenset({"consumer", "model"}),
+    "scoring_api": frozenset({"consumer", "model"}),  # the worker's chain behind HTTP
+    "producer_tools": frozenset({"consumer", "model", "scoring_api"}),  # `imagegate api` starts it
     "training": frozenset({"model", "consumer"}),
 }
 # Top-level folders of ours that no package may import (they are not installed).
