@@ -257,7 +257,7 @@ def shadow_record(smp: ShadowSample, verdict: Verdict, model: ModelRef, signals:
     """The candidate's image_scored for the event, plus `shadow`: the default verdict it is compared with."""
     ev, d = smp.event, smp.default
     scored = ImageScored(
-        event_id=scored_event_id(ev.event_id, f"shadow\x00{model.version}\x00{verdict.policy.version}"),
+        event_id=scored_event_id(ev.event_id, f"shadow\x00{model.version}", verdict.policy),
         source_event_id=ev.event_id, image_id=ev.image_id, listing_id=ev.listing_id, seller_id=ev.seller_id,
         role=ev.role, content_sha256=smp.sha256, content_verified=smp.verified, trigger=ev.trigger,
         score=verdict.score, decision=verdict.decision, reasons=verdict.reasons, signals=signals, model=model,

@@ -169,3 +169,24 @@ def test_policy_only_candidate_rejudges_the_default_outputs(tmp_path: Path):
     shadow._process(batch)
     assert metrics.SHADOW_DECISIONS.labels("accept", "demote")._value.get() - before == 1
     assert metrics.SHADOW_REASON_AGREEMENT.labels("low_quality", "candidate_only")._value.get() >= 1
+
+
+def test_shadow_record_is_an_image_scored_with_its_own_id_and_the_default_beside_it(tmp_path: Path):
+    """The record on the shadow topic: a valid image_scored body whose id differs from the default
+    verdict's (listing services deduplicate by id; a shadow must never collide with a real verdict)."""
+    from consumer.events import ImageScored, ModelRef, scored_event_id
+    from consumer.shadow import shadow_record
+
+    s = load_settings(shadow_policy_file=DEFAULT_POLICY_FILE, shadow_sample=1.0)
+    policy = Policy.from_file(DEFAULT_POLICY_FILE)
+    shadow = Shadow(s, FakeDefault(), Candidate(None, policy), Health(30), threading.Event())
+    it = item(2, {"quality": 70.0, "width": 1000.0, "height": 1000.0, "contrast": 0.5})
+    shadow.offer(it)
+    smp = shadow.batcher.next_batch(threading.Event())[0]
+    model = ModelRef(name="candidate", version="9.9.9")
+    body = shadow_record(smp, it.verdict, model, smp.signals, 1.0, 0.012)
+    ImageScored.model_validate({k: v for k, v in body.items() if k != "shadow"})
+    assert body["event_id"] != scored_event_id(smp.event.event_id, model.version, it.verdict.policy)
+    assert body["event_id"] != scored_event_id(smp.event.event_id, smp.default_model.version, it.verdict.policy)
+    assert body["shadow"]["default"]["decision"] == it.verdict.decision.value
+    assert body["timings"] == {"inference_ms": 12.0}
