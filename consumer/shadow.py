@@ -13,7 +13,7 @@ Why this shape:
 - Sampling is by content hash (`sampled`): a rerun, or another replica, shadows the same images.
 - Candidate verdicts go only to `IMAGEGATE_SHADOW_TOPIC` (config refuses the output topic), as
   image_scored-shaped records marked by a `shadow` field (which also carries the default verdict,
-  so `imagegate shadow report` needs nothing else) and an `imagegate_shadow` header.
+  so `imagegate shadow report` needs nothing else) and an `imagegate_shadow` header (consumer/shadow_output.py).
 - Liveness: the shadow thread registers with `consumer.health` like every other thread, so its
   death or stall fails `/healthz` and the process restarts. A shadow that silently stopped would
   report agreement over a sample nobody can see is missing; a restart is cheap and the listing
@@ -24,7 +24,6 @@ Why this shape:
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import threading
 import time
@@ -33,19 +32,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from consumer import metrics
-from consumer.agreement import reason_outcomes
 from consumer.batcher import Batcher
 from consumer.config import Settings
 from consumer.decode import DecodeBudget, DecodeBusy, DecodeError, DecodeLimits, decode
-from consumer.events import ImageScored, ImageUploaded, ModelRef, cloudevent_headers, now_utc, scored_event_id
+from consumer.events import ModelRef
 from consumer.health import Health
 from consumer.policy import Policy, Verdict
-from consumer.work import Rejection, ShadowInput, WorkItem, merge_signals
+from consumer.shadow_output import ShadowOutput, ShadowSample
+from consumer.work import WorkItem, merge_signals
 
 log = logging.getLogger("imagegate.shadow")
 
-SHADOW_HEADER = "imagegate_shadow"
-SHADOW_EVENT_TYPE = "dev.imagegate.image_scored.shadow.v1"
 _SALT = b"imagegate-shadow\x00"
 SEEN_MAX = 4096  # candidate results kept by content hash, for later cache hits on the same bytes
 BATCH_DELAY_MS = 50.0
@@ -76,23 +73,9 @@ def needs_own_decode(default: Any, candidate: Any) -> bool:
         getattr(candidate, "needs_full_resolution", False) and not getattr(default, "needs_full_resolution", False))
 
 
-@dataclass(frozen=True)
-class ShadowSample:
-    """One sampled event, handed from the chain to the shadow thread."""
-
-    event: ImageUploaded
-    sha256: str | None
-    verified: bool
-    cached: bool
-    default: Verdict
-    default_model: ModelRef
-    signals: dict[str, float]  # the default's content signals ({} for a seller-side rejection)
-    measured: dict[str, float] | None  # the default decode's measurements (None on a cache hit)
-    rejection: Rejection | None  # found before any model: judged by the candidate policy alone
-    input: ShadowInput | None
-
-
 class Shadow:
+    """Takes samples from the chain without blocking it and judges them with the candidate on its own thread."""
+
     def __init__(self, s: Settings, default: Any, candidate: Candidate, health: Health, halt: threading.Event):
         self.share = s.shadow_sample
         self.candidate = candidate
@@ -108,14 +91,7 @@ class Shadow:
         self.limits = DecodeLimits(max_pixels=s.max_pixels, allowed_formats=tuple(s.allowed_formats))
         self.budget = DecodeBudget(min(s.decode_memory_mb, 512) << 20)
         self._seen: OrderedDict[str, dict[str, float]] = OrderedDict()
-        self.topic = s.shadow_topic
-        self.source = s.source
-        self.producer = None
-        if self.topic:
-            from confluent_kafka import Producer
-
-            self.producer = Producer({"linger.ms": 50, "compression.type": "lz4", "acks": "all",
-                                      "logger": logging.getLogger("imagegate.kafka"), **s.kafka_common()})
+        self.output = ShadowOutput(s, self.model_ref)
         self.thread = threading.Thread(target=self._run, name="shadow", daemon=True)
 
     # -- on the chain's threads: never block, never raise ------------------------------------------
@@ -145,16 +121,14 @@ class Shadow:
             self.health.beat("shadow")
             batch: list[ShadowSample] = []
             try:
-                if self.producer is not None:
-                    self.producer.poll(0)
+                self.output.poll()
                 batch = self.batcher.next_batch(self.halt)
                 if batch:
                     self._process(batch)
             except Exception:  # noqa: BLE001 (counted; the thread lives on)
                 log.exception("shadow batch failed", extra={"batch_size": len(batch)})
                 metrics.SHADOW_EVENTS.labels("error").inc(len(batch))
-        if self.producer is not None:
-            self.producer.flush(2.0)
+        self.output.flush(2.0)
 
     def _process(self, batch: list[ShadowSample]) -> None:
         done: list[tuple[ShadowSample, Verdict, dict[str, float], float | None]] = []
@@ -181,7 +155,7 @@ class Shadow:
         if to_model:
             done += self._score(to_model)
         for smp, verdict, signals, dt in done:
-            self._record(smp, verdict, signals, dt)
+            self.output.record(smp, verdict, signals, dt)
 
     def _input(self, smp: ShadowSample) -> tuple[Any, dict[str, float] | None] | Verdict | None:
         """The candidate's model input and measurements; a Verdict if its own decode rejects the file."""
@@ -227,47 +201,3 @@ class Shadow:
                     self._seen.popitem(last=False)
             res.append((smp, self.candidate.policy.judge(signals, smp.event.policy, smp.event.role), signals, dt))
         return res
-
-    def _record(self, smp: ShadowSample, verdict: Verdict, signals: dict[str, float], dt: float | None) -> None:
-        d, c = smp.default, verdict
-        metrics.SHADOW_EVENTS.labels("scored").inc()
-        metrics.SHADOW_DECISIONS.labels(d.decision.value, c.decision.value).inc()
-        for code, outcome in reason_outcomes([r.code.value for r in d.reasons], [r.code.value for r in c.reasons]):
-            metrics.SHADOW_REASON_AGREEMENT.labels(code, outcome).inc()
-        if self.producer is None:
-            return
-        body = shadow_record(smp, verdict, self.model_ref, signals, self.share, dt)
-        headers = cloudevent_headers(body["event_id"], SHADOW_EVENT_TYPE, self.source, now_utc())
-        headers.append((SHADOW_HEADER, b"1"))
-        try:
-            self.producer.produce(self.topic, json.dumps(body, separators=(",", ":")).encode(),
-                                  smp.event.image_id.encode(), headers=headers, on_delivery=_delivered)
-        except Exception as e:  # noqa: BLE001 (best effort: never retried, counted)
-            log.warning("shadow record not produced", extra={"error": repr(e)})
-            metrics.SHADOW_PUBLISH_ERRORS.inc()
-
-
-def _delivered(err: Any, _msg: Any) -> None:
-    if err is not None:
-        metrics.SHADOW_PUBLISH_ERRORS.inc()
-
-
-def shadow_record(smp: ShadowSample, verdict: Verdict, model: ModelRef, signals: dict[str, float], share: float,
-                  inference_s: float | None) -> dict[str, Any]:
-    """The candidate's image_scored for the event, plus `shadow`: the default verdict it is compared with."""
-    ev, d = smp.event, smp.default
-    scored = ImageScored(
-        event_id=scored_event_id(ev.event_id, f"shadow\x00{model.version}", verdict.policy),
-        source_event_id=ev.event_id, image_id=ev.image_id, listing_id=ev.listing_id, seller_id=ev.seller_id,
-        role=ev.role, content_sha256=smp.sha256, content_verified=smp.verified, trigger=ev.trigger,
-        score=verdict.score, decision=verdict.decision, reasons=verdict.reasons, signals=signals, model=model,
-        policy=verdict.policy, cached=smp.cached, scored_at=now_utc(),
-        timings={} if inference_s is None else {"inference_ms": round(inference_s * 1000, 3)})
-    body = json.loads(scored.model_dump_json())
-    body["shadow"] = {
-        "sample": share,
-        "url": ev.url,
-        "default": {"decision": d.decision.value, "score": d.score, "reasons": [r.code.value for r in d.reasons],
-                    "model": smp.default_model.model_dump(), "policy": d.policy.model_dump()},
-    }
-    return body

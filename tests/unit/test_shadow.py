@@ -175,7 +175,7 @@ def test_shadow_record_is_an_image_scored_with_its_own_id_and_the_default_beside
     """The record on the shadow topic: a valid image_scored body whose id differs from the default
     verdict's (listing services deduplicate by id; a shadow must never collide with a real verdict)."""
     from consumer.events import ImageScored, ModelRef, scored_event_id
-    from consumer.shadow import shadow_record
+    from consumer.shadow_output import shadow_record
 
     s = load_settings(shadow_policy_file=DEFAULT_POLICY_FILE, shadow_sample=1.0)
     policy = Policy.from_file(DEFAULT_POLICY_FILE)
