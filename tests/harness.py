@@ -178,3 +178,20 @@ def read_all(settings, topic: str) -> list:
     c.close()
     assert not todo, f"partitions {todo} of {topic} not read to their end"
     return out
+
+
+class BreakableDevice:
+    """A real model whose `predict` fails like a GPU that lost its context (every batch, while
+    `broken` is set): our trouble, which must never become a seller's reject or a DLQ record."""
+
+    def __init__(self, real):
+        self._real = real
+        self.broken = True
+
+    def __getattr__(self, name):
+        return getattr(self._real, name)
+
+    def predict(self, batch):
+        if self.broken:
+            raise RuntimeError("CUDA error: an illegal memory access was encountered")
+        return self._real.predict(batch)

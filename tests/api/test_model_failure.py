@@ -24,20 +24,9 @@ def broken_api(plumbing_model, tmp_path):
     from scoring_api.config import ApiSettings
     from scoring_api.service import ScoringService
 
-    real = model.load(plumbing_model, "cpu")
+    from tests.harness import BreakableDevice
 
-    class BreakableDevice:
-        broken = True
-
-        def __getattr__(self, name):
-            return getattr(real, name)
-
-        def predict(self, batch):
-            if self.broken:
-                raise RuntimeError("CUDA error: an illegal memory access was encountered")
-            return real.predict(batch)
-
-    dev = BreakableDevice()
+    dev = BreakableDevice(model.load(plumbing_model, "cpu"))
     s = load_settings(model_path=plumbing_model, device="cpu", max_batch_delay_ms=1.0)
     service = ScoringService(s, ApiSettings(cache=False), dev, Policy.from_file(s.policy_file), None)
     port = free_port()

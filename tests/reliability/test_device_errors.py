@@ -20,22 +20,9 @@ def test_sticky_device_error_fails_health_then_recovers_without_dead_lettering(p
     import model
     from consumer.policy import Policy
     from consumer.worker import Worker
-    from tests.harness import Collector
+    from tests.harness import BreakableDevice, Collector
 
-    real = model.load(plumbing_model, "cpu")
-
-    class BrokenDevice:
-        broken = True
-
-        def __getattr__(self, name):
-            return getattr(real, name)
-
-        def predict(self, batch):
-            if self.broken:
-                raise RuntimeError("CUDA error: an illegal memory access was encountered")
-            return real.predict(batch)
-
-    dev = BrokenDevice()
+    dev = BreakableDevice(model.load(plumbing_model, "cpu"))
     events = [make_event(f"{origin.url}/distinct/{i}.jpg", image_id=f"d-{i}") for i in range(12)]
     pipeline.publish(events)
     out = Collector(pipeline.settings)
