@@ -28,6 +28,17 @@ def _gone(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] in ("Z", "X")
 
 
+def http_get(port: int, path: str) -> tuple[int, str]:
+    """(status, body) of a GET on the loopback ops port; (0, "") while nothing answers there."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+    except OSError:
+        return 0, ""
+
+
 class WorkerProcess:
     """`python -m consumer` as a real subprocess, so SIGTERM and kill -9 are real."""
 
@@ -50,13 +61,7 @@ class WorkerProcess:
         raise AssertionError(f"worker not ready after {wait_ready}s:\n{self.log_tail()}")
 
     def http(self, path: str) -> tuple[int, str]:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=2) as r:
-                return r.status, r.read().decode()
-        except urllib.error.HTTPError as e:
-            return e.code, e.read().decode()
-        except OSError:
-            return 0, ""
+        return http_get(self.port, path)
 
     def metric(self, name: str, labels: dict[str, str] | None = None) -> float:
         """Sum of a metric's samples matching labels, read from the live /metrics endpoint."""

@@ -31,8 +31,6 @@ import shutil
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -42,6 +40,7 @@ import yaml
 from tests.deploy.tools import (REPO, chart_env, image_env, image_instruction, one, rendered, secret_files, template,
                                 worker_container)
 from tests.harness import Collector, free_port
+from tests.harness import http_get as http
 
 pytestmark = pytest.mark.integration
 
@@ -130,14 +129,6 @@ def policy_mount(tmp_path):
     return d / "policy.json"
 
 
-def http(port: int, path: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as r:
-            return r.status, r.read().decode()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read().decode()
-    except OSError:
-        return 0, ""
 
 
 class PodWorker:
