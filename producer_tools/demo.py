@@ -80,6 +80,7 @@ def main() -> int:
     from producer_tools import kafka_clients, serve
     from producer_tools.publish import make_event, publish
 
+    kafka_clients.quiet_librdkafka()
     weights = Path(os.environ.get("IMAGEGATE_MODEL_PATH") or model.DEFAULT_WEIGHTS)
     if not weights.is_file():
         sys.exit(f"model weights missing: {weights} (see model/MODEL_CARD.md)")

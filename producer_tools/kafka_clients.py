@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import sys
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -21,6 +23,19 @@ T = TypeVar("T")
 # to this logger, so a command that cannot reach the broker can end with one line instead of
 # hundreds; `imagegate` shows them with IMAGEGATE_LOG_LEVEL=DEBUG.
 LIBRDKAFKA_LOG = logging.getLogger("imagegate.librdkafka")
+
+
+def quiet_librdkafka() -> None:
+    """librdkafka's retry chatter off the operator's screen unless asked for (the CLI and `make demo`):
+    a command's own error line says what failed; IMAGEGATE_LOG_LEVEL=DEBUG shows the client's log too."""
+    LIBRDKAFKA_LOG.propagate = False
+    if os.environ.get("IMAGEGATE_LOG_LEVEL", "").upper() == "DEBUG":
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("librdkafka %(levelname)s %(message)s"))
+        LIBRDKAFKA_LOG.addHandler(handler)
+        LIBRDKAFKA_LOG.setLevel(logging.DEBUG)
+    else:
+        LIBRDKAFKA_LOG.addHandler(logging.NullHandler())
 
 
 def common(s: Settings) -> dict[str, Any]:

@@ -8,7 +8,6 @@ file, an unreachable Kafka or Redis) to one line on stderr and the documented ex
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 
@@ -68,21 +67,6 @@ def _one_line(e: BaseException) -> str:
     return " ".join(str(e).split()) or type(e).__name__
 
 
-def _librdkafka_log() -> None:
-    """librdkafka's retry chatter off the operator's screen unless asked for: the command's own
-    error line says what failed; IMAGEGATE_LOG_LEVEL=DEBUG shows the client's log as well."""
-    from producer_tools.kafka_clients import LIBRDKAFKA_LOG
-
-    LIBRDKAFKA_LOG.propagate = False
-    if os.environ.get("IMAGEGATE_LOG_LEVEL", "").upper() == "DEBUG":
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("librdkafka %(levelname)s %(message)s"))
-        LIBRDKAFKA_LOG.addHandler(handler)
-        LIBRDKAFKA_LOG.setLevel(logging.DEBUG)
-    else:
-        LIBRDKAFKA_LOG.addHandler(logging.NullHandler())
-
-
 def main(argv: list[str] | None = None) -> int:
     """Exit codes (producer_tools/exit_codes.py): 0 ok, 1 partial failure, 2 usage or configuration error."""
     import redis
@@ -91,7 +75,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     parser.set_defaults(root_parser=parser)
     args = parser.parse_args(argv)  # argparse exits 2 on bad arguments
-    _librdkafka_log()
+    from producer_tools.kafka_clients import quiet_librdkafka
+
+    quiet_librdkafka()
     name = f"imagegate {args.cmd}" + (f" {args.action}" if isinstance(getattr(args, "action", None), str) else "")
     try:
         return args.func(args)
