@@ -5,7 +5,8 @@ The CLI is configured only the way an operator configures it: IMAGEGATE_* variab
 `env --secure --user operator` lines plus topic names), run as `.venv/bin/imagegate`, a real
 subprocess; each test asserts its exit code and output. Data comes from a real worker (the
 `worker` principal) that scored one image, dead-lettered one it could not reach and wrote a
-shadow verdict for the first, all on topics of this module's own (names under `clitest.`, which
+shadow verdict for the first, and dead-lettered one from an HTTPS origin whose certificate it
+does not trust, all on topics of this module's own (names under `clitest.`, which
 the admin grants to `worker` and `operator` the way an operator grants a deployment's topics).
 
 `score`, `serve` and `completion` never talk to a broker (offline by design); `score` and
@@ -26,6 +27,7 @@ import pytest
 
 from bench.stack import settings_for
 from tests.harness import REPO, Collector, read_all
+from tests.https_origin import TestPKI
 from tests.images import variants
 from tests.origin import Origin
 from tests.security.conftest import worker
@@ -120,6 +122,7 @@ class Run:
     names: Names
     good: dict  # `publish` output lines
     dead: dict
+    tls: dict  # an HTTPS origin whose certificate comes from a CA nobody trusts
     published_stdout: str
 
 
@@ -131,6 +134,8 @@ def run(secure_stack, secure_env, grants, candidate_policy, tmp_path_factory) ->
     for name, data in variants(0).items():
         (root / f"s0-{name}").write_bytes(data)
     origin = Origin(root)
+    pki = TestPKI(root, tmp_path_factory.mktemp("pki"))  # its CA is not in the worker's trust store either
+    stranger = pki.unknown_ca()
     names = Names.fresh()
     shared = {**names.env(), "IMAGEGATE_SHADOW_TOPIC": f"{names.run}.shadow",
               "IMAGEGATE_SHADOW_POLICY_FILE": str(candidate_policy)}
@@ -144,21 +149,25 @@ def run(secure_stack, secure_env, grants, candidate_policy, tmp_path_factory) ->
                    logs / "worker.log").start()
         out = Collector(settings_for(env))
         try:
-            pub = ok(cli(env, "publish", f"{origin.url}/img/s0-sharp.jpg", "http://127.0.0.1:9/unreachable.jpg"))
-            good, dead = json_lines(pub.stdout)
-            assert out.wait_for({good["event_id"], dead["event_id"]}, 120, alive=w.alive) == set(), w.log_tail()
+            pub = ok(cli(env, "publish", f"{origin.url}/img/s0-sharp.jpg", "http://127.0.0.1:9/unreachable.jpg",
+                         f"{stranger.url}/img/s0-sharp.jpg"))
+            good, dead, tls = json_lines(pub.stdout)
+            ids = {good["event_id"], dead["event_id"], tls["event_id"]}
+            assert out.wait_for(ids, 120, alive=w.alive) == set(), w.log_tail()
             deadline = time.monotonic() + 60
-            while not out.dlq and time.monotonic() < deadline:
+            while len(out.dlq) < 2 and time.monotonic() < deadline:
                 out.poll(0.5)
-            assert [json.loads(v)["event_id"] for v, _ in out.dlq] == [dead["event_id"]], w.log_tail()
+            assert sorted(json.loads(v)["event_id"] for v, _ in out.dlq) == sorted([dead["event_id"], tls["event_id"]]), \
+                w.log_tail()
         finally:
             out.close()
         assert w.stop() == 0
-        yield Run(env, names, good, dead, pub.stdout)
+        yield Run(env, names, good, dead, tls, pub.stdout)
     finally:
         if w is not None and w.alive():
             w.kill()
         origin.close()
+        pki.close()
 
 
 # --- topics ---------------------------------------------------------------------------------------
@@ -177,7 +186,7 @@ def _replicas_and_isr(stack, topics: list[str]) -> dict[str, tuple[set[int], str
         counts = {len(p.replicas) for p in md.topics[t].partitions.values()}
         res = ConfigResource(ResourceType.TOPIC, t)
         entry = admin.describe_configs([res])[res].result(timeout=30)["min.insync.replicas"]
-        out[t] = (counts, entry.value if entry.source == ConfigSource.DYNAMIC_TOPIC_CONFIG.value else None)
+        out[t] = (counts, entry.value if getattr(entry.source, "value", entry.source) == ConfigSource.DYNAMIC_TOPIC_CONFIG.value else None)
     return out
 
 
@@ -214,7 +223,7 @@ def test_topics_refuses_replication_factor_1_on_three_brokers_unless_forced(secu
 def test_publish_prints_the_events_it_published(run):
     assert run.good["url"].endswith("/img/s0-sharp.jpg") and run.dead["url"].endswith(":9/unreachable.jpg")
     events = {json.loads(m.value())["event_id"] for m in read_all(settings_for(run.env), run.names.topics[0])}
-    assert {run.good["event_id"], run.dead["event_id"]} <= events
+    assert {run.good["event_id"], run.dead["event_id"], run.tls["event_id"]} <= events
 
 
 def test_tail_prints_the_scored_event(run):
@@ -256,54 +265,71 @@ def test_status_shows_the_group_its_commits_and_the_dlq(run):
     assert st["errors"] == [] and st["group"] == f"{run.names.run}.workers"
     topic_in = run.names.topics[0]
     assert {p["partition"] for p in st["partitions"] if p["topic"] == topic_in} == {0, 1}
-    assert sum(p["committed"] or 0 for p in st["partitions"] if p["topic"] == topic_in) >= 2  # both events done
-    assert st["dlq"]["topic"] == run.names.topics[2] and st["dlq"]["size"] == 1 and st["dlq"]["by_stage"] == {"fetch": 1}
+    assert sum(p["committed"] or 0 for p in st["partitions"] if p["topic"] == topic_in) >= 3  # all three events done
+    assert st["dlq"]["topic"] == run.names.topics[2] and st["dlq"]["size"] == 2 and st["dlq"]["by_stage"] == {"fetch": 2}
 
 
 # --- repair -----------------------------------------------------------------------------------------
 
 
-def test_dlq_list_shows_the_dead_lettered_event(run):
+def test_dlq_list_shows_the_dead_lettered_events(run):
     r = ok(cli(run.env, "dlq", "list", "--json"))
     *records, summary = json_lines(r.stdout)
-    assert [(x["image_id"], x["stage"]) for x in records] == [(run.dead["image_id"], "fetch")]
-    assert summary["total"] == 1
+    assert sorted((x["image_id"], x["stage"]) for x in records) == sorted([(run.dead["image_id"], "fetch"),
+                                                                            (run.tls["image_id"], "fetch")])
+    assert summary["total"] == 2
+
+
+def test_an_origin_certificate_from_an_unknown_ca_is_our_trouble_retried_then_dead_lettered_never_rejected(run):
+    """The HTTPS table's end to end row (docs/production.md "HTTPS origins"): the real worker refused
+    the certificate, retried (quick and delayed), then dead-lettered the event; the seller got no verdict."""
+    records = {x["image_id"]: x for x in json_lines(ok(cli(run.env, "dlq", "list", "--json")).stdout)[:-1]}
+    rec = records[run.tls["image_id"]]
+    assert "certificate verify failed" in rec["error"] and "not the seller's problem" in rec["error"], rec["error"]
+    assert rec["attempts"] == 2  # the first try and one delayed retry (IMAGEGATE_RETRY_DELAYS_S=[0.2])
+    scored = [json.loads(m.value()) for m in read_all(settings_for(run.env), run.names.topics[1])]
+    assert [b["source_event_id"] for b in scored] == [run.good["event_id"]]
 
 
 def test_dlq_replay_republishes_it_and_commits(run):
     r = ok(cli(run.env, "dlq", "replay"))
-    assert f"replayed 1 to {run.names.topics[0]}, failed 0" in r.stderr, r.stderr
+    assert f"replayed 2 to {run.names.topics[0]}, failed 0" in r.stderr, r.stderr
     assert "group imagegate-dlq-replay committed" in r.stderr
     again = ok(cli(run.env, "dlq", "replay"))
     assert "fully replayed by group imagegate-dlq-replay" in again.stderr, again.stderr
     values = [json.loads(m.value()) for m in read_all(settings_for(run.env), run.names.topics[0])]
-    assert [v["event_id"] for v in values].count(run.dead["event_id"]) == 2  # the original and the replay
+    ids = [v["event_id"] for v in values]
+    assert ids.count(run.dead["event_id"]) == 2 and ids.count(run.tls["event_id"]) == 2  # the originals and the replays
 
 
-def _republished(run, image_id: str, since: int) -> list[dict]:
-    values = [json.loads(m.value()) for m in read_all(settings_for(run.env), run.names.topics[0])]
-    return [v for v in values[since:] if v["image_id"] == image_id]
+def _input_records(run) -> dict[tuple[int, int], dict]:
+    """(partition, offset) -> event, for everything on the run's input topic now."""
+    return {(m.partition(), m.offset()): json.loads(m.value()) for m in read_all(settings_for(run.env), run.names.topics[0])}
+
+
+def _new_events(run, before: dict, image_id: str) -> list[dict]:
+    return [v for k, v in _input_records(run).items() if k not in before and v["image_id"] == image_id]
 
 
 def test_backfill_from_file(run, tmp_path):
-    before = len(read_all(settings_for(run.env), run.names.topics[0]))
+    before = _input_records(run)
     src = tmp_path / "images.jsonl"
     src.write_text("".join(json.dumps({"image_id": f"bf-{i}", "url": f"https://cdn.example.com/bf-{i}.jpg"}) + "\n"
                            for i in range(3)))
     r = ok(cli(run.env, "backfill", "--from-file", str(src), cwd=tmp_path))
     summary = json_lines(r.stdout)[-1]
     assert (summary["total"], summary["published"], summary["failed"]) == (3, 3, 0), r.stdout
-    assert all(_republished(run, f"bf-{i}", before) for i in range(3))
+    assert all(len(_new_events(run, before, f"bf-{i}")) == 1 for i in range(3))
 
 
 def test_backfill_from_redis_scans_results_over_tls_as_a_read_only_user(run, tmp_path):
-    before = len(read_all(settings_for(run.env), run.names.topics[0]))
+    before = _input_records(run)
     r = ok(cli(run.env, "backfill", "--from-redis", "--model-version", "older", "--policy-version", "older",
                cwd=tmp_path))
     assert "selecting imagegate:image:* results not scored by model older + policy older" in r.stderr
     summary = json_lines(r.stdout)[-1]
     assert summary["published"] >= 1 and summary["failed"] == 0, r.stdout
-    (again,) = _republished(run, run.good["image_id"], before)
+    (again,) = _new_events(run, before, run.good["image_id"])
     assert again["url"] == run.good["url"]
 
 
@@ -334,7 +360,7 @@ def test_publish_as_the_listing_principal_fails_closed(secure_stack, grants):
     env = principal_env(secure_stack, "listing")
     before = len(read_all(settings_for(principal_env(secure_stack, "admin")), "image_uploaded"))
     line = one_line_failure(cli(env, "publish", "https://cdn.example.com/x.jpg"), 1)
-    assert line.startswith("imagegate publish:") and "AUTHORIZATION_FAILED" in line, line
+    assert line.startswith("imagegate publish:") and "authorization failed" in line.lower().replace("_", " "), line
     assert len(read_all(settings_for(principal_env(secure_stack, "admin")), "image_uploaded")) == before
 
 
