@@ -100,7 +100,8 @@ def grants(secure_stack) -> None:
            ("worker", ResourceType.GROUP): ("READ", "DESCRIBE")}
     acls = [AclBinding(rtype, PREFIX, ResourcePatternType.PREFIXED, f"User:{user}", "*", getattr(AclOperation, op),
                        AclPermissionType.ALLOW) for (user, rtype), names in ops.items() for op in names]
-    for fut in AdminClient(secure_stack.kafka_conf("admin")).create_acls(acls).values():
+    admin = AdminClient(secure_stack.kafka_conf("admin"))  # kept alive until the futures are done
+    for fut in admin.create_acls(acls).values():
         fut.result(timeout=30)
 
 
