@@ -138,6 +138,19 @@ def decode_value(raw: bytes | None) -> Any:
         return raw.decode("utf-8", "replace")
 
 
+# Errors a reader's poll returns that no amount of waiting fixes: the principal may not read
+# the topic or use the group, or the client is dead. A reader that skipped them would look
+# like an empty topic (exit 0, no output) to an operator whose ACLs are wrong.
+_DENIED = {KafkaError.TOPIC_AUTHORIZATION_FAILED, KafkaError.GROUP_AUTHORIZATION_FAILED,
+           KafkaError.CLUSTER_AUTHORIZATION_FAILED, KafkaError.SASL_AUTHENTICATION_FAILED, KafkaError._AUTHENTICATION}
+
+
+def raise_if_denied(err: KafkaError | None) -> None:
+    """Raise (KafkaException: the CLI's one-line exit 1) for a poll error that waiting cannot fix; else return."""
+    if err is not None and (err.fatal() or err.code() in _DENIED):
+        raise KafkaException(err)
+
+
 _COORDINATOR_ERRORS = {KafkaError.NOT_COORDINATOR, KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
                        KafkaError.COORDINATOR_NOT_AVAILABLE, KafkaError._WAIT_COORD, KafkaError.REQUEST_TIMED_OUT}
 

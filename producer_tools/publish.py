@@ -79,5 +79,6 @@ def publish(producer: Producer, topic: str, events: Iterable[ImageUploaded], hea
         on_sent(1)
     remaining = producer.flush(60)
     if remaining or errors:
-        raise RuntimeError(f"{remaining} events not delivered; errors: {errors[:3]}")
+        # refused ones reach `errors`, unanswered ones stay in the queue: both are not delivered
+        raise RuntimeError(f"{remaining + len(errors)} of {n} events not delivered; errors: {errors[:3]}")
     return n

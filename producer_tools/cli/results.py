@@ -26,7 +26,7 @@ def register(sub) -> None:
 
 
 def run_tail(args) -> int:
-    from producer_tools.kafka_clients import decode_value, reader
+    from producer_tools.kafka_clients import decode_value, raise_if_denied, reader
 
     s = options.settings()
     topic = args.topic or s.topic_out
@@ -36,7 +36,10 @@ def run_tail(args) -> int:
     try:
         while (args.count is None or seen < args.count) and (deadline is None or time.monotonic() < deadline):
             msg = c.poll(0.5)
-            if msg is None or msg.error():
+            if msg is None:
+                continue
+            if msg.error():
+                raise_if_denied(msg.error())  # not authorized: say so, never "no events"
                 continue
             seen += 1
             headers = {k: v.decode("utf-8", "replace") for k, v in (msg.headers() or [])}

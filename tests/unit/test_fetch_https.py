@@ -73,3 +73,95 @@ def test_without_the_test_ca_the_valid_origin_is_refused(pki, monkeypatch):
     monkeypatch.setenv("SSL_CERT_FILE", str(pki.root / "a.jpg"))  # not a CA bundle: the system store is not used
     refused(f"{o.url}/img/a.jpg")
     assert o.hits == {}
+
+
+# --- whose problem, one step up: the worker's fetch step ------------------------------------------
+
+
+def fetch_step_outcome(url: str):
+    """What the worker's fetch step makes of `url`: the item, or the `Transient` it raised."""
+    from consumer.retry import Transient
+    from consumer.steps.fetch import Fetch
+    from consumer.work import Source, WorkItem
+    from producer_tools.publish import make_event
+
+    item = WorkItem(Source("image_uploaded", 0, 0, 1, None, None), event=make_event(url))
+    try:
+        Fetch(fetcher())(item)
+    except Transient as e:
+        return e
+    return item
+
+
+def test_the_fetch_step_passes_a_valid_certificates_bytes_on(pki):
+    o = pki.valid()
+    item = fetch_step_outcome(f"{o.url}/img/a.jpg")
+    assert item.data == (pki.root / "a.jpg").read_bytes() and item.rejection is None
+
+
+@pytest.mark.parametrize("bad", ["unknown_ca", "expired", "wrong_host"])
+def test_the_fetch_step_makes_a_refused_certificate_our_transient_trouble_never_a_reject(pki, bad):
+    """`Transient` is the worker's delayed-retry path (consumer/retry.py): retried after
+    IMAGEGATE_RETRY_DELAYS_S, then dead-lettered; no verdict reaches the seller."""
+    from consumer.retry import Transient
+
+    o = getattr(pki, bad)()
+    out = fetch_step_outcome(f"{o.url}/img/a.jpg")
+    assert isinstance(out, Transient) and out.stage == "fetch", out
+    assert "certificate" in str(out).lower() or "hostname" in str(out).lower(), str(out)
+    assert o.hits == {}
+
+
+# --- no setting turns verification off -----------------------------------------------------------
+
+VERIFY_LIKE = ("verify", "insecure", "ssl", "tls", "cert", "hostname", "ca_")
+# names an operator might try; none exists, and the worker ignores unknown IMAGEGATE_* variables
+TRIED = {f"IMAGEGATE_{n}": "false" for n in ("VERIFY", "SSL_VERIFY", "TLS_VERIFY", "FETCH_VERIFY", "FETCH_SSL_VERIFY",
+                                             "FETCH_TLS_VERIFY", "VERIFY_CERTIFICATES", "CHECK_HOSTNAME")}
+TRIED |= {f"IMAGEGATE_{n}": "true" for n in ("INSECURE", "FETCH_INSECURE", "INSECURE_SKIP_VERIFY", "SSL_NO_VERIFY")}
+TRIED |= {"PYTHONHTTPSVERIFY": "0", "CURL_CA_BUNDLE": "", "REQUESTS_CA_BUNDLE": ""}  # other clients' switches
+
+
+def test_no_setting_is_named_like_a_tls_switch():
+    from consumer.config import Settings
+
+    assert [f for f in Settings.model_fields if any(w in f.lower() for w in VERIFY_LIKE)] == []
+
+
+def test_no_imagegate_setting_disables_certificate_verification(pki, monkeypatch):
+    """The worker's own fetcher (consumer/pipeline.py build_fetcher), from settings with every boolean
+    setting flipped and every verify-like variable an operator might try set: certificates from an
+    unknown CA and for another host are still refused, and the connection it keeps requires a
+    certificate and checks the URL's host (urllib3 matches the name itself: it connects to the
+    checked IP address, so `ssl`'s own check_hostname is off and `assert_hostname` carries the name)."""
+    import ssl
+
+    from urllib3.connection import HTTPSConnection
+
+    from consumer.config import Settings, load_settings
+    from consumer.pipeline import build_fetcher
+
+    flipped = {f"IMAGEGATE_{name.upper()}": str(not info.default).lower()
+               for name, info in Settings.model_fields.items() if info.annotation is bool}
+    assert flipped, "no boolean settings found: the scan would prove nothing"
+    for k, v in {**flipped, **TRIED, "IMAGEGATE_ALLOW_NETWORKS": '["127.0.0.0/8"]', "IMAGEGATE_FETCH_RETRIES": "0",
+                 "IMAGEGATE_FETCH_TIMEOUT_S": "5"}.items():
+        monkeypatch.setenv(k, v)
+    settings = load_settings()
+    assert all(getattr(settings, k.removeprefix("IMAGEGATE_").lower()) == (v == "true") for k, v in flipped.items())
+    f = build_fetcher(settings)
+    for bad in (pki.unknown_ca(), pki.wrong_host()):
+        with pytest.raises(FetchError) as e:
+            f.fetch(f"{bad.url}/img/a.jpg")
+        assert e.value.transient and bad.hits == {}, str(e.value)
+    connected = []
+    real_connect = HTTPSConnection.connect
+
+    def connect(self):  # the connection as the fetcher made it, seen once its handshake passed
+        real_connect(self)
+        connected.append((self.sock.context.verify_mode, self.assert_hostname, self.assert_fingerprint))
+
+    monkeypatch.setattr(HTTPSConnection, "connect", connect)
+    o = pki.valid()
+    assert f.fetch(f"{o.url}/img/a.jpg").data == (pki.root / "a.jpg").read_bytes()
+    assert connected == [(ssl.CERT_REQUIRED, "localhost", None)]
