@@ -1,6 +1,8 @@
 """Who may do what on the secure profile's cluster. Names are the worker's defaults
-(consumer/config.py) plus the backfill topic `image_uploaded.backfill`; everything not
-listed is denied (allow.everyone.if.no.acl.found=false)."""
+(consumer/config.py) plus the backfill topic `image_uploaded.backfill` and a shadow topic
+`image_scored.shadow` (IMAGEGATE_SHADOW_TOPIC, for a candidate model); everything not listed is
+denied (allow.everyone.if.no.acl.found=false). Listing services get no access to the shadow topic:
+candidate verdicts must never reach them."""
 
 from __future__ import annotations
 
@@ -8,7 +10,8 @@ from .paths import StackError, say
 
 TOPIC_IN, TOPIC_OUT, TOPIC_DLQ, TOPIC_BACKFILL = ("image_uploaded", "image_scored", "image_uploaded.dlq",
                                                   "image_uploaded.backfill")
-ALL_TOPICS = (TOPIC_IN, TOPIC_OUT, TOPIC_DLQ, TOPIC_BACKFILL)
+TOPIC_SHADOW = "image_scored.shadow"
+ALL_TOPICS = (TOPIC_IN, TOPIC_OUT, TOPIC_DLQ, TOPIC_BACKFILL, TOPIC_SHADOW)
 
 # (principal, resource type, pattern type, name, operations)
 ACLS = [
@@ -16,8 +19,9 @@ ACLS = [
     ("worker", "TOPIC", "LITERAL", TOPIC_BACKFILL, ("READ", "DESCRIBE")),
     ("worker", "TOPIC", "LITERAL", TOPIC_OUT, ("WRITE", "DESCRIBE")),
     ("worker", "TOPIC", "LITERAL", TOPIC_DLQ, ("WRITE", "DESCRIBE")),
+    ("worker", "TOPIC", "LITERAL", TOPIC_SHADOW, ("WRITE", "DESCRIBE")),
     ("worker", "GROUP", "LITERAL", "imagegate", ("READ", "DESCRIBE")),
-    # the `imagegate` CLI: create topics, publish, tail, backfill, dlq, status
+    # the `imagegate` CLI: create topics, publish, tail, backfill, dlq, status, shadow report
     *(("operator", "TOPIC", "LITERAL", t, ("CREATE", "DESCRIBE", "READ", "WRITE", "DESCRIBE_CONFIGS"))
       for t in ALL_TOPICS),
     ("operator", "GROUP", "PREFIXED", "imagegate-", ("READ", "DESCRIBE")),
