@@ -121,7 +121,7 @@ def build_pipeline(s: Settings, predictor: Any, policy: Policy, cache: ResultCac
     tap = [ShadowTap(shadow)] if shadow is not None else []
     offer = [ShadowOffer(shadow)] if shadow is not None else []
     decode_pool = WorkerPool("decode", s.decode_threads or usable_cores(), lambda item, start: chain.run(item, start),
-                             health, halt)
+                             health, halt, capacity=s.fetch_concurrency)
     chain = Chain([
         claimed,
         Fetch(build_fetcher(s)),

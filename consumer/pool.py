@@ -24,8 +24,11 @@ log = logging.getLogger("imagegate.pool")
 
 class WorkerPool:
     def __init__(self, name: str, size: int, run: Callable[[WorkItem, int], None], health: Health,
-                 halt: threading.Event):
-        self._q: queue.SimpleQueue[tuple[WorkItem, int]] = queue.SimpleQueue()
+                 halt: threading.Event, capacity: int = 0):
+        # capacity 0: unbounded (the fetch pool: bounded by the in-flight bound). The decode pool is
+        # bounded: items waiting for it hold their fetched bytes (up to 25 MiB each), so a full queue
+        # holds the fetch threads back, and no more bytes wait than one per fetch thread, as before.
+        self._q: queue.Queue[tuple[WorkItem, int]] = queue.Queue(maxsize=capacity)
         self._run = run
         self._halt = halt
         self.threads = [threading.Thread(target=self._serve, name=f"{name}-{i}", daemon=True) for i in range(size)]
@@ -36,9 +39,17 @@ class WorkerPool:
         for t in self.threads:
             t.start()
 
-    def submit(self, item: WorkItem, start: int = 0) -> None:
-        """Run the chain for `item` from step index `start` on one of the pool's threads."""
-        self._q.put((item, start))
+    def submit(self, item: WorkItem, start: int = 0) -> bool:
+        """Run the chain for `item` from step index `start` on one of the pool's threads.
+
+        Blocks while a bounded pool is full; False if the worker is stopping meanwhile."""
+        while not self._halt.is_set():
+            try:
+                self._q.put((item, start), timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
 
     def qsize(self) -> int:
         return self._q.qsize()

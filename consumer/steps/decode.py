@@ -3,7 +3,8 @@
 Decoding runs on its own threads, as many as the cores (`IMAGEGATE_DECODE_THREADS`), not on
 the fetch thread that got the bytes: with one decode per fetch thread (16) all decoding at
 once, decodes took the cores from the model's threads and an image's latency at half load
-was seconds. `DecodeHandOff` queues the item for those threads; they continue the chain at
+was seconds. `DecodeHandOff` queues the item for those threads (a bounded queue: a fetch
+thread waits while it is full, so fetched bytes never pile up); they continue the chain at
 `Decode`.
 """
 
@@ -18,7 +19,7 @@ from consumer.work import ContentResult, Rejection, WorkItem
 
 
 class _Pool(Protocol):
-    def submit(self, item: WorkItem, start: int = 0) -> None: ...
+    def submit(self, item: WorkItem, start: int = 0) -> bool: ...
 
 
 class DecodeHandOff:
@@ -32,7 +33,8 @@ class DecodeHandOff:
         self.decode_index = decode_index  # the chain's index of `Decode` (known once the chain exists)
 
     def __call__(self, item: WorkItem) -> Flow:
-        self.pool.submit(item, self.decode_index())
+        if not self.pool.submit(item, self.decode_index()):  # blocks while the decode threads are behind
+            raise Transient("worker is stopping", "decode")
         return HANDED_OFF
 
 
