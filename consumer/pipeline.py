@@ -6,8 +6,9 @@
 The Kafka loop hands over each consume batch at once: the claimed-hash lookups of the batch
 are one Redis round trip (MGET), and the hits (no I/O left: judge and emit) finish on the
 loop's thread. Fetch threads run the rest of the chain up to decode; decode threads (as
-many as the cores) up to the batcher; the inference thread continues it from the model on. Timing, metrics, the epoch check and what a failure means live in
-`steps.base.Chain`, around every step, not in the steps.
+many as the cores) up to the batcher; the inference thread continues it from the model on.
+Timing, metrics, the epoch check and what a failure means live in `steps.base.Chain`,
+around every step, not in the steps.
 """
 
 from __future__ import annotations
