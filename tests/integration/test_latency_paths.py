@@ -220,5 +220,9 @@ def test_the_worker_serves_re_sent_images_with_mget_not_one_get_per_event(pipeli
     served = [b for b in out.scored if b["image_id"].startswith("again-")]
     assert len(served) == 120 and all(b["cached"] and not b["content_verified"] for b in served)
     stats = r.info("commandstats")
-    assert "cmdstat_get" not in stats, stats
-    assert 1 <= stats["cmdstat_mget"]["calls"] < 120, stats
+    calls = {k.removeprefix("cmdstat_"): v["calls"] for k, v in stats.items()}
+    # Redis counts the commands a script runs too: the sink's latest-result script (one EVALSHA per
+    # event) does one GET of the image record. A per-event lookup would add 120 GETs more.
+    scripts = calls.get("evalsha", 0) + calls.get("eval", 0)
+    assert scripts >= 120 and calls.get("get", 0) == scripts, calls
+    assert 1 <= calls["mget"] < 120, calls
