@@ -17,7 +17,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from typing import Callable, Generic, TypeVar
+from typing import Generic, TypeVar
 
 T = TypeVar("T")
 
@@ -51,36 +51,22 @@ class Batcher(Generic[T]):
     def qsize(self) -> int:
         return self._q.qsize()
 
-    def next_batch(self, stop: threading.Event, idle_timeout_s: float = 0.1, limit: int | None = None,
-                   coming: Callable[[], bool] | None = None, coming_wait_s: float = 0.05) -> list[T]:
+    def next_batch(self, stop: threading.Event, idle_timeout_s: float = 0.1, limit: int | None = None) -> list[T]:
         """Wait for a first item (returns [] after idle_timeout_s), then fill until size or delay.
 
-        `limit` caps this batch below `max_batch_size` (the model's chunk: see steps/infer.py).
-        With no delay, `coming` says whether more items are already on their way (being decoded):
-        then the batch waits for them, at most `coming_wait_s`. Under load decodes are always
-        in progress, so forwards stay full (throughput); at low load nothing is on its way and
-        a lone image leaves at once (latency)."""
+        `limit` caps this batch below `max_batch_size` (the model's chunk: see steps/infer.py)."""
         try:
             first = self._q.get(timeout=idle_timeout_s)
         except queue.Empty:
             return []
         batch = [first]
         size = min(self.max_batch_size, limit) if limit else self.max_batch_size
-        if self.max_batch_delay_s <= 0:  # dispatch what is waiting; wait only for what is on its way
-            end = time.monotonic() + coming_wait_s
+        if self.max_batch_delay_s <= 0:  # dispatch what is waiting, never wait for more
             while len(batch) < size:
                 try:
                     batch.append(self._q.get_nowait())
-                    continue
                 except queue.Empty:
-                    pass
-                remaining = end - time.monotonic()
-                if coming is None or remaining <= 0 or not coming():
                     break
-                try:
-                    batch.append(self._q.get(timeout=min(remaining, 0.005)))
-                except queue.Empty:
-                    continue
             return batch
         deadline = time.monotonic() + self.max_batch_delay_s
         while len(batch) < size:

@@ -113,16 +113,16 @@ def build_pipeline(s: Settings, predictor: Any, policy: Policy, cache: ResultCac
     delayed = DelayQueue(s.max_delayed, from_start, lambda: health.beat("retry"))
     failures = Failures(s.retry_delays_s, s.processing_retries, delayed, from_start, emitter.dead_letter, park,
                         on_abandon=lambda item: [from_start(f) for f in flight.release(item)])
-    decode_pool = WorkerPool("decode", s.decode_threads or usable_cores(), lambda item, start: chain.run(item, start),
-                             health, halt, capacity=s.fetch_concurrency)
     batcher: Batcher[WorkItem] = Batcher(s.max_batch_size, s.max_batch_delay_ms, s.decode_queue_size)
     metrics.INFERENCE_QUEUE.set_function(batcher.qsize)
     infer = Infer(predictor, batcher, health, halt, done=lambda item: chain.resume_after("infer", item),
-                  failed=lambda item, e: failures.handle(item, "inference", e), coming=decode_pool.busy)
+                  failed=lambda item, e: failures.handle(item, "inference", e))
     # A shadow (consumer/shadow.py) only looks on: a tap keeps its input, an offer after judge hands it over.
     shadow = Shadow(s, predictor, candidate, health, halt) if candidate is not None else None
     tap = [ShadowTap(shadow)] if shadow is not None else []
     offer = [ShadowOffer(shadow)] if shadow is not None else []
+    decode_pool = WorkerPool("decode", s.decode_threads or usable_cores(), lambda item, start: chain.run(item, start),
+                             health, halt, capacity=s.fetch_concurrency)
     chain = Chain([
         claimed,
         Fetch(build_fetcher(s)),

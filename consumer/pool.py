@@ -31,8 +31,6 @@ class WorkerPool:
         self._q: queue.Queue[tuple[WorkItem, int]] = queue.Queue(maxsize=capacity)
         self._run = run
         self._halt = halt
-        self._running = 0
-        self._lock = threading.Lock()
         self.threads = [threading.Thread(target=self._serve, name=f"{name}-{i}", daemon=True) for i in range(size)]
         for t in self.threads:
             health.register(t.name, t, heartbeat=False)  # a fetch may rightly block for its whole deadline
@@ -56,22 +54,13 @@ class WorkerPool:
     def qsize(self) -> int:
         return self._q.qsize()
 
-    def busy(self) -> bool:
-        """Items queued or being run: for the decode pool, images on their way to the batcher."""
-        return self._running > 0 or not self._q.empty()
-
     def _serve(self) -> None:
         while not self._halt.is_set():
             try:
                 item, start = self._q.get(timeout=0.5)
             except queue.Empty:
                 continue
-            with self._lock:
-                self._running += 1
             try:
                 self._run(item, start)
             except Exception:  # the chain handles step failures; this is a bug in the chain itself
                 log.exception("pipeline thread error", extra=item.log_ids())
-            finally:
-                with self._lock:
-                    self._running -= 1

@@ -5,9 +5,7 @@ once (`max_batch_delay_ms` 0, the default), so a lone image never waits for comp
 is at most what the model runs in one forward (`Predictor.chunk`: 4 on CPU, where throughput
 is flat beyond a few images) and at most `max_batch_size`: results leave after every forward
 instead of after a batch of 32 (about a second on 2 cores), and images that arrived while the
-model ran join the next forward. While other images are being decoded a forward waits for
-them briefly (a full forward costs little more than one image's), so under load forwards stay
-full. A failing batch is split so one poison image cannot sink the
+model ran join the next forward. A failing batch is split so one poison image cannot sink the
 others. Whose failure is it? If the other images of the batch score, the image is poison
 (unexpected: quick retries, then DLQ). If every image fails (a sticky device error), it is
 ours and transient: each goes to the delayed-retry path and `/healthz` fails after a few
@@ -39,8 +37,7 @@ class Infer:
     produces_content = True
 
     def __init__(self, predictor: Any, batcher: Batcher[WorkItem], health: Health, halt: threading.Event,
-                 done: Callable[[WorkItem], None], failed: Callable[[WorkItem, BaseException], None],
-                 coming: Callable[[], bool] | None = None):
+                 done: Callable[[WorkItem], None], failed: Callable[[WorkItem, BaseException], None]):
         self.predictor = predictor
         self.model_ref = ModelRef(name=predictor.name, version=predictor.version)
         self.batcher = batcher
@@ -50,7 +47,6 @@ class Infer:
         self._failed = failed  # the chain's failure handling
         # One forward's worth per batch (None: no chunking, e.g. CUDA; max_batch_size then bounds it).
         self.forward_size: int | None = getattr(predictor, "chunk", None)
-        self.coming = coming  # images being decoded right now: worth a short wait for a fuller forward
         self.thread = threading.Thread(target=self._run, name="inference", daemon=True)
 
     # -- on the fetch threads: hand the item to the batcher (blocks while the model is behind) --
@@ -65,7 +61,7 @@ class Infer:
         while not self.halt.is_set():
             self.health.beat("inference")
             try:
-                batch = self.batcher.next_batch(self.halt, limit=self.forward_size, coming=self.coming)
+                batch = self.batcher.next_batch(self.halt, limit=self.forward_size)
                 if batch:
                     self._score(batch)
             except Exception:  # never let the thread die: the health check would restart us

@@ -89,28 +89,3 @@ def test_the_worker_dispatches_without_a_delay_by_default():
     from consumer.config import Settings
 
     assert Settings().max_batch_delay_ms == 0
-
-
-def test_without_a_delay_a_batch_waits_for_images_already_on_their_way():
-    """Under load decodes are in progress when the model asks: the batch takes them too (a fuller
-    forward). `coming` here is the decode pool finishing one image each time it is asked."""
-    b = Batcher(max_batch_size=8, max_batch_delay_ms=0, capacity=100)
-    stop = threading.Event()
-    b.put("a", stop)
-    on_the_way = ["b", "c"]
-
-    def coming() -> bool:
-        if on_the_way:
-            b.put(on_the_way.pop(0), stop)
-        return bool(on_the_way) or b.qsize() > 0
-
-    assert b.next_batch(stop, limit=4, coming=coming, coming_wait_s=60) == ["a", "b", "c"]
-
-
-def test_without_a_delay_nothing_on_its_way_means_no_wait():
-    b = Batcher(max_batch_size=8, max_batch_delay_ms=0, capacity=100)
-    b._q = _CountingQueue(100)
-    stop = threading.Event()
-    b.put("a", stop)
-    assert b.next_batch(stop, limit=4, coming=lambda: False, coming_wait_s=60) == ["a"]
-    assert b._q.waits == [0.1]
