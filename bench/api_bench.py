@@ -94,6 +94,7 @@ def pct(xs: list[float], p: float) -> float:
 def run_clients(port: int, images: list[bytes], clients: int, seconds: float) -> dict:
     ok: list[float] = []
     throttled: list[float] = []
+    retry_after: list[str] = []
     other: dict[int, int] = {}
     lock = threading.Lock()
     stop_at = time.monotonic() + seconds
@@ -111,19 +112,22 @@ def run_clients(port: int, images: list[bytes], clients: int, seconds: float) ->
                 r = conn.getresponse()
                 r.read()
                 status = r.status
+                wait = r.getheader("retry-after") if status == 429 else None
                 if r.getheader("connection", "").lower() == "close":
                     conn.close()
                     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
             except (OSError, http.client.HTTPException):
                 conn.close()
                 conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
-                status = 0
+                status, wait = 0, None
             dt = (time.monotonic() - t0) * 1000
             with lock:
                 if status == 200:
                     ok.append(dt)
                 elif status == 429:
                     throttled.append(dt)
+                    if wait:
+                        retry_after.append(wait)
                 else:
                     other[status] = other.get(status, 0) + 1
         conn.close()
@@ -137,7 +141,49 @@ def run_clients(port: int, images: list[bytes], clients: int, seconds: float) ->
     elapsed = time.monotonic() - t0
     return {"clients": clients, "seconds": round(elapsed, 1), "ok": len(ok), "requests_per_s": round(len(ok) / elapsed, 2),
             "p50_ms": round(pct(ok, 50), 1), "p99_ms": round(pct(ok, 99), 1), "throttled_429": len(throttled),
+            "throttled_429_with_retry_after": len(retry_after), "retry_after_values": sorted(set(retry_after)),
             "p99_429_ms": round(pct(throttled, 99), 1) if throttled else None, "other_statuses": other}
+
+
+def measure(seconds: float = 20.0, levels: str = "1,4,16", overload_clients: int = 64, overload_concurrency: int = 16,
+            size: str = "1200x860", log=print) -> dict:
+    """Every figure of this bench as one dict (bench/run.py puts it under "api" in latest.json)."""
+    w, h = (int(x) for x in size.split("x"))
+    tmp = Path(tempfile.mkdtemp(prefix="api-bench-"))
+    n = max(64, overload_clients)
+    images = [p.read_bytes() for p in distinct_jpegs(tmp, n, (w, h), prefix="api")]
+    log(f"{n} distinct {w}x{h} JPEGs, {sum(map(len, images)) / n / 1024:.0f} KiB on average; cpu_count={os.cpu_count()}")
+
+    results: dict = {"photo": f"{w}x{h}", "cpu_count": os.cpu_count(), "levels": []}
+    server = Server(tmp / "api.log")
+    try:
+        info = server.readyz()
+        results["model"] = info["model"]
+        log(f"model {info['model']['name']} {info['model']['version']}")
+        run_clients(server.port, images[:4], 1, min(5.0, seconds))  # warm-up (not reported)
+        for clients in (int(x) for x in levels.split(",")):
+            r = run_clients(server.port, images, clients, seconds)
+            results["levels"].append(r)
+            log(f"{clients:>3} clients: {r['requests_per_s']:7.2f} req/s  p50 {r['p50_ms']:8.1f} ms  "
+                f"p99 {r['p99_ms']:8.1f} ms  (ok {r['ok']}, 429 {r['throttled_429']}, other {r['other_statuses']})")
+    finally:
+        server.stop()
+
+    server = Server(tmp / "api-overload.log", IMAGEGATE_API_CONCURRENCY=str(overload_concurrency))
+    try:
+        run_clients(server.port, images[:4], 1, min(5.0, seconds))
+        r = run_clients(server.port, images, overload_clients, seconds)
+        r["concurrency_limit"] = overload_concurrency
+        results["overload"] = r
+        total = r["ok"] + r["throttled_429"] + sum(r["other_statuses"].values())
+        r["requests_total"] = total
+        log(f"overload: {overload_clients} clients, concurrency {overload_concurrency}: {r['throttled_429']} "
+            f"of {total} answered 429 ({r['throttled_429_with_retry_after']} with Retry-After "
+            f"{r['retry_after_values']}; p99 {r['p99_429_ms']} ms); accepted {r['requests_per_s']:.2f} req/s, "
+            f"p50 {r['p50_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms; other {r['other_statuses']}")
+    finally:
+        server.stop()
+    return results
 
 
 def main() -> int:
@@ -149,39 +195,7 @@ def main() -> int:
     ap.add_argument("--size", default="1200x860", help="photo size (about 1 MP)")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
-    w, h = (int(x) for x in args.size.split("x"))
-    tmp = Path(tempfile.mkdtemp(prefix="api-bench-"))
-    n = max(64, args.overload_clients)
-    images = [p.read_bytes() for p in distinct_jpegs(tmp, n, (w, h), prefix="api")]
-    print(f"{n} distinct {w}x{h} JPEGs, {sum(map(len, images)) / n / 1024:.0f} KiB on average; cpu_count={os.cpu_count()}")
-
-    results: dict = {"photo": f"{w}x{h}", "cpu_count": os.cpu_count(), "levels": []}
-    server = Server(tmp / "api.log")
-    try:
-        info = server.readyz()
-        results["model"] = info["model"]
-        print(f"model {info['model']['name']} {info['model']['version']}")
-        run_clients(server.port, images[:4], 1, min(5.0, args.seconds))  # warm-up (not reported)
-        for clients in (int(x) for x in args.levels.split(",")):
-            r = run_clients(server.port, images, clients, args.seconds)
-            results["levels"].append(r)
-            print(f"{clients:>3} clients: {r['requests_per_s']:7.2f} req/s  p50 {r['p50_ms']:8.1f} ms  "
-                  f"p99 {r['p99_ms']:8.1f} ms  (ok {r['ok']}, 429 {r['throttled_429']}, other {r['other_statuses']})")
-    finally:
-        server.stop()
-
-    server = Server(tmp / "api-overload.log", IMAGEGATE_API_CONCURRENCY=str(args.overload_concurrency))
-    try:
-        run_clients(server.port, images[:4], 1, min(5.0, args.seconds))
-        r = run_clients(server.port, images, args.overload_clients, args.seconds)
-        r["concurrency_limit"] = args.overload_concurrency
-        results["overload"] = r
-        total = r["ok"] + r["throttled_429"] + sum(r["other_statuses"].values())
-        print(f"overload: {args.overload_clients} clients, concurrency {args.overload_concurrency}: {r['throttled_429']} "
-              f"of {total} answered 429 (p99 {r['p99_429_ms']} ms); accepted {r['requests_per_s']:.2f} req/s, "
-              f"p50 {r['p50_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms; other {r['other_statuses']}")
-    finally:
-        server.stop()
+    results = measure(args.seconds, args.levels, args.overload_clients, args.overload_concurrency, args.size)
     if args.out:
         args.out.write_text(json.dumps(results, indent=2) + "\n")
     return 0

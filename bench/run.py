@@ -18,9 +18,12 @@ internals):
 5. cache_hit_events_per_s: already-scored content re-sent with its sha256 (no fetch, no model);
 6. naive_events_per_s, in this process: consume one, fetch, decode, predict a batch of 1,
    produce and flush, commit synchronously, repeat;
-7. peak_rss_mb: the worker's peak resident memory over parts 3-5.
+7. peak_rss_mb: the worker's peak resident memory over parts 3-5;
+8. the scoring API (bench/api_bench.py, no Kafka): requests/s and p50/p99 for single ~1 MP photos
+   at 1, 4 and 16 concurrent clients, and 64 clients against a concurrency limit of 16: how many
+   requests were answered 429 with Retry-After.
 
-  .venv/bin/python bench/run.py [--images 96] [--batch 32] [--seconds 30] [--quick]
+  .venv/bin/python bench/run.py [--images 96] [--batch 32] [--seconds 30] [--api-seconds 15] [--no-api]
 """
 
 from __future__ import annotations
@@ -46,7 +49,7 @@ sys.path.insert(0, str(REPO))
 STACK = REPO / "deploy" / "local" / "stack"
 RESULTS = REPO / "bench" / "results"
 
-from bench import decode_bench, model_bench  # noqa: E402
+from bench import api_bench, decode_bench, model_bench  # noqa: E402
 from bench.common import distinct_copies, distinct_jpegs, rss_mb  # noqa: E402
 
 
@@ -254,6 +257,8 @@ def main() -> int:
     ap.add_argument("--runtime", default=None, help="the worker's runtime (default: the CPU default)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--no-stack", action="store_true", help="model and decode parts only")
+    ap.add_argument("--api-seconds", type=float, default=15, help="per client level of the scoring API part")
+    ap.add_argument("--no-api", action="store_true", help="skip the scoring API part")
     ap.add_argument("--results-name", default="latest", help="bench/results/<name>.json (gpu.sh: gpu)")
     args = ap.parse_args()
 
@@ -268,7 +273,7 @@ def main() -> int:
                  "machine": f"{cpu_model()}, {os.cpu_count()} CPUs, {platform.machine()}",
                  "cpu_count": os.cpu_count(), "device": dev, "runtime": runtime, "batch": batch,
                  "load_avg_at_start": os.getloadavg()[0]}
-    print(f"[1/3] model-only, batch {batch}", flush=True)
+    print(f"[1/4] model-only, batch {batch}", flush=True)
     wanted = [r for r in args.runtimes.split(",") if r]
     rates = model_bench.measure(wanted, batch, rounds=2, device=dev)
     out["model_images_per_s"] = {k: round(v, 2) for k, v in rates.items()}
@@ -276,7 +281,7 @@ def main() -> int:
         out["default_vs_torch_eager"] = round(rates[runtime] / rates["torch"], 2)
     predictor = model.load(None, dev, runtime=runtime)
     out["model"] = {"name": predictor.name, "version": predictor.version, "input_size": predictor.input_size}
-    print("[2/3] decode", flush=True)
+    print("[2/4] decode", flush=True)
     out["decode_ms_per_image"] = decode_bench.measure(predictor.input_size, images=6, rounds=3)
     size = tuple(int(v) for v in args.size.split("x"))
     with tempfile.TemporaryDirectory() as tmp:
@@ -288,7 +293,7 @@ def main() -> int:
                        full_resolution=predictor.needs_full_resolution).tensor for d in datas]
         out["decode_images_per_s"] = round(len(arrs) / (time.perf_counter() - t0), 1)
     if not args.no_stack:
-        print("[3/3] pipeline against the local stack", flush=True)
+        print("[3/4] pipeline against the local stack", flush=True)
         started = subprocess.run([str(STACK), "status"], capture_output=True).returncode != 0
         if started:
             subprocess.run([str(STACK), "start"], check=True)
@@ -315,6 +320,9 @@ def main() -> int:
             out["pipeline_efficiency_vs_shared_core_bound"] = round(out["pipeline_events_per_s"] / bound, 2)
         out["speedup_vs_naive"] = round(out["pipeline_events_per_s"] / out["naive_events_per_s"], 2)
         out["events_per_s_per_core"] = round(out["pipeline_events_per_s"] / (os.cpu_count() or 1), 2)
+    if not args.no_api and dev == "cpu":
+        print("[4/4] scoring API", flush=True)
+        out["api"] = api_bench.measure(seconds=args.api_seconds, log=lambda line: print("  " + line, flush=True))
     RESULTS.mkdir(parents=True, exist_ok=True)
     parts = RESULTS / f"{args.results_name}-parts.json"  # written by bench/gpu_bench.py earlier in gpu.sh
     if parts.exists():
@@ -343,6 +351,18 @@ def print_table(out: dict) -> None:
     for lvl, v in out.get("latency", {}).items():
         rows.append((f"latency at {lvl} ({v['offered_events_per_s']}/s, n={v['events']}) p50 / p99 ms",
                      f"{v['p50_ms']:.0f} / {v['p99_ms']:.0f}"))
+    api = out.get("api")
+    if api:
+        for lv in api["levels"]:
+            rows.append((f"API {lv['clients']} client(s): requests/s, p50 / p99 ms",
+                         f"{lv['requests_per_s']}, {lv['p50_ms']:.0f} / {lv['p99_ms']:.0f}"))
+        ov = api.get("overload")
+        if ov:
+            rows.append((f"API overload, {ov['clients']} clients vs limit {ov['concurrency_limit']}: 429 (with Retry-After) "
+                         "of requests", f"{ov['throttled_429']} ({ov['throttled_429_with_retry_after']}) of "
+                         f"{ov['requests_total']}"))
+            rows.append(("API overload: accepted requests/s, p50 / p99 ms; 429 p99 ms",
+                         f"{ov['requests_per_s']}, {ov['p50_ms']:.0f} / {ov['p99_ms']:.0f}; {ov['p99_429_ms']}"))
     w = max(len(r[0]) for r in rows)
     for k, v in rows:
         print(f"{k:<{w}}  {v}")

@@ -1,8 +1,15 @@
 """Dynamic micro-batching, with the knobs named as in Triton's dynamic batcher.
 
 A batch is released when it reaches `max_batch_size` or when `max_batch_delay_ms` has
-passed since its *first* item arrived, whichever comes first: under load batches fill
-up (throughput), when idle a lone image waits at most the delay (latency).
+passed since its *first* item arrived, whichever comes first.
+
+With a delay of 0 (the worker's default) the batcher never waits for more: the consumer
+calls `next_batch` only when its model is idle, so whatever is waiting leaves at once. A
+lone image is scored as soon as it arrives (latency at low load) and under load the queue
+grows while the model runs, so the next batch is full anyway (throughput at high load).
+Holding an image back while the model is idle only pays off where a bigger batch costs
+almost nothing more (a GPU); a delay > 0 is for that, and for callers that want Triton's
+behaviour (the scoring API's tests, the shadow).
 """
 
 from __future__ import annotations
@@ -44,15 +51,25 @@ class Batcher(Generic[T]):
     def qsize(self) -> int:
         return self._q.qsize()
 
-    def next_batch(self, stop: threading.Event, idle_timeout_s: float = 0.1) -> list[T]:
-        """Wait for a first item (returns [] after idle_timeout_s), then fill until size or delay."""
+    def next_batch(self, stop: threading.Event, idle_timeout_s: float = 0.1, limit: int | None = None) -> list[T]:
+        """Wait for a first item (returns [] after idle_timeout_s), then fill until size or delay.
+
+        `limit` caps this batch below `max_batch_size` (the model's chunk: see steps/infer.py)."""
         try:
             first = self._q.get(timeout=idle_timeout_s)
         except queue.Empty:
             return []
         batch = [first]
+        size = min(self.max_batch_size, limit) if limit else self.max_batch_size
+        if self.max_batch_delay_s <= 0:  # dispatch what is waiting, never wait for more
+            while len(batch) < size:
+                try:
+                    batch.append(self._q.get_nowait())
+                except queue.Empty:
+                    break
+            return batch
         deadline = time.monotonic() + self.max_batch_delay_s
-        while len(batch) < self.max_batch_size:
+        while len(batch) < size:
             remaining = deadline - time.monotonic()
             try:
                 batch.append(self._q.get(timeout=remaining) if remaining > 0 else self._q.get_nowait())

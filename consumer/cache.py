@@ -63,6 +63,16 @@ def image_key(image_id: str) -> str:
     return f"imagegate:image:{image_id}"
 
 
+def latest_record(scored: ImageScored, source: dict) -> str:
+    """The latest-result record: the `image_scored` JSON with the source fields appended.
+
+    Spliced, not `{**scored.model_dump(mode="json"), ...}` re-encoded: pydantic's own encoder
+    writes the event (as the sink does) and the few source fields are added to its object,
+    which on the cache-hit path was a third of the sink's time per event."""
+    body = scored.model_dump_json()
+    return body[:-1] + "," + json.dumps(source, separators=(",", ":"))[1:]
+
+
 class ResultCache:
     def __init__(self, url: str, ttl_s: int, timeout_s: float, retry_after_s: float, model_version: str, policy_version: str):
         self.ttl_s = ttl_s
@@ -95,6 +105,34 @@ class ResultCache:
                 self._was_up = True
             log.info("redis available again")
 
+    def get_many(self, shas: list[str]) -> list[ContentResult | None]:
+        """`get` for many hashes in one round trip (MGET): the claimed-hash lookups of a consume batch."""
+        if not shas:
+            return []
+        if not self._available():
+            metrics.CACHE.labels("get", "skipped").inc(len(shas))
+            return [None] * len(shas)
+        try:
+            raws = self._client.mget([content_key(self.model_version, self.policy_version, h) for h in shas])
+        except redis.RedisError as e:
+            self._failed("get", e)
+            return [None] * len(shas)
+        self._ok()
+        found = [self._parse(raw, h) for raw, h in zip(raws, shas)]
+        hits = sum(1 for c in found if c is not None)
+        if hits:
+            metrics.CACHE.labels("get", "hit").inc(hits)
+        if hits < len(found):
+            metrics.CACHE.labels("get", "miss").inc(len(found) - hits)
+        return found
+
+    @staticmethod
+    def _parse(raw: bytes | None, sha256: str) -> ContentResult | None:
+        content = ContentResult.from_json(raw, sha256)
+        if raw is not None and content is None:
+            log.warning("ignoring malformed cache entry", extra={"content_sha256": sha256})
+        return content
+
     def get(self, sha256: str) -> ContentResult | None:
         """Cached content-level result or None (a malformed entry is a miss, overwritten after scoring)."""
         if not self._available():
@@ -106,9 +144,7 @@ class ResultCache:
             self._failed("get", e)
             return None
         self._ok()
-        content = ContentResult.from_json(raw, sha256)
-        if raw is not None and content is None:
-            log.warning("ignoring malformed cache entry", extra={"content_sha256": sha256})
+        content = self._parse(raw, sha256)
         metrics.CACHE.labels("get", "hit" if content is not None else "miss").inc()
         return content
 
@@ -128,12 +164,13 @@ class ResultCache:
                              ex=self.ttl_s)
                 ev, src = item.event, item.source
                 occurred = ev.occurred_at if ev else None
-                record = {**scored.model_dump(mode="json"), "source_url": ev.url if ev else None,
-                          "source_topic": src.topic, "source_partition": src.partition, "source_offset": src.offset,
-                          "source_occurred_at_ms": int(occurred.timestamp() * 1000) if occurred else None}
+                occurred_ms = int(occurred.timestamp() * 1000) if occurred else None
+                record = latest_record(scored, {"source_url": ev.url if ev else None, "source_topic": src.topic,
+                                                "source_partition": src.partition, "source_offset": src.offset,
+                                                "source_occurred_at_ms": occurred_ms})
                 self._set_if_not_older(keys=[image_key(scored.image_id)], client=pipe,
-                                       args=[json.dumps(record), self.ttl_s, src.topic, src.partition, src.offset,
-                                             record["source_occurred_at_ms"] if occurred else ""])
+                                       args=[record, self.ttl_s, src.topic, src.partition, src.offset,
+                                             occurred_ms if occurred_ms is not None else ""])
             pipe.execute()
         except redis.RedisError as e:
             self._failed("put", e)

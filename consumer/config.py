@@ -87,11 +87,16 @@ class Settings(BaseSettings):
 
     # Dynamic batching (names as in Triton's dynamic batcher)
     max_batch_size: int = Field(32, ge=1, le=4096)
-    max_batch_delay_ms: float = Field(10.0, ge=0)
+    max_batch_delay_ms: float = Field(
+        0.0, ge=0, description="how long a batch waits for more images after its first; 0 = what is waiting leaves "
+        "as soon as the model is free (latency at low load, full batches under load; consumer/batcher.py)")
 
     # Flow control
     max_in_flight: int = Field(512, ge=1, description="events consumed but not yet acknowledged; above it partitions pause")
     fetch_concurrency: int = Field(16, ge=1, le=1024)
+    decode_threads: int | None = Field(
+        None, ge=1, le=1024, description="threads that decode fetched images; None = the usable cores (more decodes "
+        "than cores only take the cores from the model)")
     decode_queue_size: int = Field(128, ge=1)
     decode_memory_mb: int = Field(
         1024, ge=16, description="decode working memory shared by all fetch threads (bytes by mode and size)")

@@ -55,7 +55,7 @@ def consumer_config(s: Settings, error_cb: Callable, stats_cb: Callable, logger:
 
 
 class KafkaLoop:
-    def __init__(self, settings: Settings, tracker: OffsetTracker, emitter: Emitter, submit: Callable[[WorkItem], None],
+    def __init__(self, settings: Settings, tracker: OffsetTracker, emitter: Emitter, submit: Callable[[list[WorkItem]], None],
                  health: Health, stop: threading.Event, broker_log: BrokerLog | None = None):
         self.s = settings
         self.tracker = tracker
@@ -80,21 +80,25 @@ class KafkaLoop:
             self.broker.tick()
             a.store(self.consumer)
             self.flow.apply(self.consumer, a.owned)
-            for msg in self.consumer.consume(num_messages=self.s.consume_batch, timeout=self.s.consume_timeout_s):
-                self._accept(msg)
+            items = [self._accept(msg) for msg in
+                     self.consumer.consume(num_messages=self.s.consume_batch, timeout=self.s.consume_timeout_s)]
+            batch = [it for it in items if it is not None]
+            if batch:
+                self.submit(batch)  # a batch at once: the pipeline looks up its claimed hashes in one round trip
 
-    def _accept(self, msg) -> None:
+    def _accept(self, msg) -> WorkItem | None:
+        """The work item for a valid message of ours, or None (an error, not ours, or dead-lettered)."""
         err = msg.error()
         if err is not None:
             if err.fatal() or err.code() == KafkaError._FATAL:  # the consumer is unusable: stop loudly, get restarted
                 self.health.set_fatal(f"consumer: {err.str()}")
             if err.code() != KafkaError._PARTITION_EOF:
                 log.error("consume error", extra={"error": str(err)})
-            return
+            return None
         topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
         epoch = self.tracker.epoch(topic, partition)
         if epoch is None or not self.tracker.start(topic, partition, offset, epoch):
-            return  # not ours any more, or already tracked (re-delivered after a seek)
+            return None  # not ours any more, or already tracked (re-delivered after a seek)
         self.health.broker_ok = True
         self.broker.ok()
         metrics.EVENTS_CONSUMED.inc()
@@ -106,12 +110,12 @@ class KafkaLoop:
         except InvalidEvent as e:
             metrics.EVENTS_INVALID.inc()
             self.emitter.dead_letter(item, "validate", str(e))
-            return
+            return None
         except Exception as e:  # never let one message take the loop down
             log.exception("unexpected error accepting a message")
             self.emitter.dead_letter(item, "consume", f"{type(e).__name__}: {e}")
-            return
-        self.submit(item)
+            return None
+        return item
 
     # -- client callbacks (inside consume(), on this thread) ----------------------------------
     def _on_error(self, err: KafkaError) -> None:

@@ -1,15 +1,19 @@
 """The chain, written once, top to bottom as the README draws it.
 
     claimed-hash lookup (opt-in) -> fetch -> lookup by content hash -> single-flight
-      -> decode -> [micro-batch] infer -> share with identical images -> judge -> emit
+      -> [decode threads] decode -> [micro-batch] infer -> share with identical images -> judge -> emit
 
-Fetch threads run the chain up to the batcher; the inference thread continues it from
-the model on. Timing, metrics, the epoch check and what a failure means live in
-`steps.base.Chain`, around every step, not in the steps.
+The Kafka loop hands over each consume batch at once: the claimed-hash lookups of the batch
+are one Redis round trip (MGET), and the hits (no I/O left: judge and emit) finish on the
+loop's thread. Fetch threads run the rest of the chain up to decode; decode threads (as
+many as the cores) up to the batcher; the inference thread continues it from the model on.
+Timing, metrics, the epoch check and what a failure means live in `steps.base.Chain`,
+around every step, not in the steps.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -29,7 +33,7 @@ from consumer.pool import WorkerPool
 from consumer.retry import DelayQueue
 from consumer.shadow import Candidate, Shadow
 from consumer.steps.base import Chain, Failures
-from consumer.steps.decode import Decode
+from consumer.steps.decode import Decode, DecodeHandOff
 from consumer.steps.dedupe import ShareWithFollowers, SingleFlight
 from consumer.steps.emit import Emit
 from consumer.steps.fetch import Fetch
@@ -49,19 +53,35 @@ def build_fetcher(s: Settings) -> Fetcher:
     return Fetcher(limits, on_retry=lambda stage: metrics.RETRIES.labels(stage).inc())
 
 
+def usable_cores() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
 @dataclass
 class Pipeline:
     chain: Chain
     fetch_pool: WorkerPool
+    decode_pool: WorkerPool
+    claimed: ClaimedHashLookup
     infer: Infer
     delayed: DelayQueue
     shadow: Shadow | None = None
 
-    def submit(self, item: WorkItem) -> None:
-        self.fetch_pool.submit(item)
+    def submit(self, items: list[WorkItem]) -> None:
+        """One consume batch: its claimed hashes in one MGET; hits finish here, the rest go to fetch threads."""
+        start = self.chain.index(self.claimed.name) + 1 if self.claimed.lookup_many(items) else 0
+        for item in items:
+            if item.known:
+                self.chain.run(item, start)
+            else:
+                self.fetch_pool.submit(item, start)
 
     def start(self) -> None:
         self.fetch_pool.start()
+        self.decode_pool.start()
         self.infer.thread.start()
         self.delayed.thread.start()
         if self.shadow is not None:
@@ -89,6 +109,7 @@ def build_pipeline(s: Settings, predictor: Any, policy: Policy, cache: ResultCac
         pool.submit(item)
 
     flight = SingleFlight()
+    claimed = ClaimedHashLookup(cache, trusted=s.trust_claimed_sha256)
     delayed = DelayQueue(s.max_delayed, from_start, lambda: health.beat("retry"))
     failures = Failures(s.retry_delays_s, s.processing_retries, delayed, from_start, emitter.dead_letter, park,
                         on_abandon=lambda item: [from_start(f) for f in flight.release(item)])
@@ -100,12 +121,15 @@ def build_pipeline(s: Settings, predictor: Any, policy: Policy, cache: ResultCac
     shadow = Shadow(s, predictor, candidate, health, halt) if candidate is not None else None
     tap = [ShadowTap(shadow)] if shadow is not None else []
     offer = [ShadowOffer(shadow)] if shadow is not None else []
+    decode_pool = WorkerPool("decode", s.decode_threads or usable_cores(), lambda item, start: chain.run(item, start),
+                             health, halt, capacity=s.fetch_concurrency)
     chain = Chain([
-        ClaimedHashLookup(cache, trusted=s.trust_claimed_sha256),
+        claimed,
         Fetch(build_fetcher(s)),
         ContentLookup(cache),
         flight,
         *tap,
+        DecodeHandOff(decode_pool, lambda: chain.index("decode")),
         Decode(DecodeLimits(max_pixels=s.max_pixels, allowed_formats=tuple(s.allowed_formats)),
                DecodeBudget(s.decode_memory_mb << 20), predictor.preprocess, predictor.input_size,
                predictor.needs_full_resolution),
@@ -120,4 +144,4 @@ def build_pipeline(s: Settings, predictor: Any, policy: Policy, cache: ResultCac
     health.register("retry", delayed.thread)
     if shadow is not None:
         health.register("shadow", shadow.thread)  # its death or stall fails /healthz (consumer/shadow.py says why)
-    return Pipeline(chain, pool, infer, delayed, shadow)
+    return Pipeline(chain, pool, decode_pool, claimed, infer, delayed, shadow)

@@ -1,7 +1,11 @@
 """Micro-batch decoded images and run the model on one thread that owns it.
 
-Dynamic batching as in Triton: a batch leaves at `max_batch_size` or `max_batch_delay_ms`
-after its first image. A failing batch is split so one poison image cannot sink the
+Dynamic batching (consumer/batcher.py): when the model is idle what is waiting leaves at
+once (`max_batch_delay_ms` 0, the default), so a lone image never waits for company. A batch
+is at most what the model runs in one forward (`Predictor.chunk`: 4 on CPU, where throughput
+is flat beyond a few images) and at most `max_batch_size`: results leave after every forward
+instead of after a batch of 32 (about a second on 2 cores), and images that arrived while the
+model ran join the next forward. A failing batch is split so one poison image cannot sink the
 others. Whose failure is it? If the other images of the batch score, the image is poison
 (unexpected: quick retries, then DLQ). If every image fails (a sticky device error), it is
 ours and transient: each goes to the delayed-retry path and `/healthz` fails after a few
@@ -41,6 +45,8 @@ class Infer:
         self.halt = halt
         self._done = done  # continue the chain after this step
         self._failed = failed  # the chain's failure handling
+        # One forward's worth per batch (None: no chunking, e.g. CUDA; max_batch_size then bounds it).
+        self.forward_size: int | None = getattr(predictor, "chunk", None)
         self.thread = threading.Thread(target=self._run, name="inference", daemon=True)
 
     # -- on the fetch threads: hand the item to the batcher (blocks while the model is behind) --
@@ -55,7 +61,7 @@ class Infer:
         while not self.halt.is_set():
             self.health.beat("inference")
             try:
-                batch = self.batcher.next_batch(self.halt)
+                batch = self.batcher.next_batch(self.halt, limit=self.forward_size)
                 if batch:
                     self._score(batch)
             except Exception:  # never let the thread die: the health check would restart us

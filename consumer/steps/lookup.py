@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from consumer.cache import ResultCache
 from consumer.steps.base import NEXT, Flow
-from consumer.work import WorkItem
+from consumer.work import ContentResult, WorkItem
 
 
 class ClaimedHashLookup:
@@ -27,10 +27,25 @@ class ClaimedHashLookup:
         claimed = item.event.content_sha256 if item.event else None
         if not self.trusted or not claimed:
             return NEXT
-        hit = self.cache.get(claimed)
+        self._serve(item, claimed, self.cache.get(claimed))
+        return NEXT
+
+    def lookup_many(self, items: list[WorkItem]) -> bool:
+        """This step for a whole consume batch: one MGET instead of one GET per event.
+
+        True when the batch was looked up (the chain then starts after this step)."""
+        if not self.trusted:
+            return False
+        claimed = [(it, it.event.content_sha256) for it in items if it.event is not None and it.event.content_sha256]
+        found = self.cache.get_many([h for _, h in claimed])
+        for (it, h), hit in zip(claimed, found):
+            self._serve(it, h, hit)
+        return True
+
+    @staticmethod
+    def _serve(item: WorkItem, claimed: str, hit: ContentResult | None) -> None:
         if hit is not None:
             item.content, item.sha256, item.verified, item.cached = hit, claimed, False, True
-        return NEXT
 
 
 class ContentLookup:
