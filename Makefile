@@ -38,7 +38,9 @@ stack-stop:
 stack-status:
 	$(STACK) status
 
-demo: setup
+# The demo needs the venv and the stack's services only: no test browsers, promtool or deploy tools.
+demo: $(EDITABLE)
+	$(STACK) install --services-only
 	$(PY) -m producer_tools.demo
 
 test: setup

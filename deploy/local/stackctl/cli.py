@@ -36,7 +36,7 @@ def _targets(args) -> list[str]:
 
 
 def cmd_install(args) -> int:
-    install_all()
+    install_all(services_only=args.services_only)
     return 0
 
 
@@ -143,8 +143,10 @@ def parser() -> argparse.ArgumentParser:
     secure.add_argument("--secure", action="store_true",
                         help="the secure profile (stack dir's secure/): 3 SASL_SSL brokers with ACLs, Redis TLS + ACL")
     sub = ap.add_subparsers(dest="cmd", required=True)
-    sub.add_parser("install", help="fetch Kafka jars (cached) and ensure redis-server, promtool, chromium and bwrap "
-                   "are installed")
+    inst = sub.add_parser("install", help="fetch Kafka jars (cached) and ensure redis-server, promtool, chromium and "
+                          "bwrap are installed")
+    inst.add_argument("--services-only", action="store_true",
+                      help="only what the stack runs (Kafka jars, redis-server): what `make demo` needs")
     for name, h in (("start", "start services (default: both); no-op if running"),
                     ("stop", "stop services (default: both): SIGTERM, then SIGKILL after a bound")):
         sp = sub.add_parser(name, help=h, parents=[secure])

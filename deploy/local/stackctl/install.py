@@ -106,10 +106,15 @@ def ensure_bwrap() -> None:
     ensure_debian_package("bwrap", "bubblewrap", "bubblewrap")
 
 
-def install_all() -> None:
+def install_all(services_only: bool = False) -> None:
+    """Everything `make test` needs; `services_only`: just what the stack runs (Kafka jars,
+    redis-server), which is all `make demo` needs: promtool, chromium and bwrap are for tests."""
     t0 = time.monotonic()
     ensure_jars()
     ensure_redis()
+    if services_only:
+        say(f"install (services only) done in {time.monotonic() - t0:.1f}s")
+        return
     ensure_prometheus()
     ensure_chromium()
     ensure_bwrap()
