@@ -200,3 +200,15 @@ class BreakableDevice:
         if self.broken:
             raise RuntimeError("CUDA error: an illegal memory access was encountered")
         return self._real.predict(batch)
+
+
+def json_refs(node):
+    """Every `$ref` value in a JSON/YAML document (OpenAPI, AsyncAPI, JSON Schema), depth first."""
+    if isinstance(node, dict):
+        if "$ref" in node:
+            yield node["$ref"]
+        for v in node.values():
+            yield from json_refs(v)
+    elif isinstance(node, list):
+        for v in node:
+            yield from json_refs(v)

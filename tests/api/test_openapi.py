@@ -8,7 +8,7 @@ import pytest
 from starlette.routing import Route
 
 from tests.api.openapi_check import document
-from tests.harness import REPO
+from tests.harness import REPO, json_refs
 
 
 def test_the_embedded_image_scored_schema_is_the_contracts():
@@ -19,17 +19,7 @@ def test_the_embedded_image_scored_schema_is_the_contracts():
 def test_every_ref_resolves():
     doc = document()
 
-    def refs(node):
-        if isinstance(node, dict):
-            if "$ref" in node and node["$ref"].startswith("#/components/"):
-                yield node["$ref"]
-            for v in node.values():
-                yield from refs(v)
-        elif isinstance(node, list):
-            for v in node:
-                yield from refs(v)
-
-    found = list(refs(doc))
+    found = [r for r in json_refs(doc) if r.startswith("#/components/")]
     assert found
     for ref in found:
         target = doc

@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from tests.deploy.tools import CACHE, CHART, REPO
+from tests.harness import json_refs
 
 ASYNCAPI = REPO / "deploy" / "asyncapi.yaml"
 SPEC_SCHEMA = CACHE / "asyncapi" / "specs-6.11.1" / "3.0.0-without-$id.json"
@@ -34,17 +35,6 @@ def resolve(doc: dict, ref: str, base: Path = ASYNCAPI.parent):
     return node
 
 
-def refs(node):
-    if isinstance(node, dict):
-        if "$ref" in node:
-            yield node["$ref"]
-        for v in node.values():
-            yield from refs(v)
-    elif isinstance(node, list):
-        for v in node:
-            yield from refs(v)
-
-
 def test_valid_against_the_asyncapi_3_schema(doc):
     assert SPEC_SCHEMA.is_file(), f"{SPEC_SCHEMA} missing: run `make setup` (deploy/tools/install)"
     spec = json.loads(SPEC_SCHEMA.read_text())
@@ -62,7 +52,7 @@ def test_the_schema_check_rejects_a_broken_document(doc):
 
 
 def test_every_ref_resolves(doc):
-    found = list(refs(doc))
+    found = list(json_refs(doc))
     assert len(found) >= 9
     for ref in found:
         resolve(doc, ref)  # KeyError / FileNotFoundError name the broken one
