@@ -4,7 +4,7 @@
 # `imagegate shadow report` prints the decision confusion and per-reason agreement.
 # Figures, not pass/fail. The photos are read where they lie (never copied into the repo).
 #
-#   bench/shadow_run.sh [N] [CANDIDATE_WEIGHTS]      (BIQ_DIR=... to point at another copy)
+#   bench/shadow_run.sh [N] [CANDIDATE_WEIGHTS]      (IMAGEGATE_DATASETS_DIR or BIQ_DIR=... elsewhere)
 #
 # It uses (and first empties) Redis database 14 of the local stack (SHADOW_RUN_REDIS_DB).
 #
@@ -15,7 +15,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-2000}
 CANDIDATE=${2:-model/weights/imagegate-quality-v2.pt}
-BIQ_DIR=${BIQ_DIR:-../shared/datasets/biq2021-ss03-train/images}
+BIQ_DIR=${BIQ_DIR:-${IMAGEGATE_DATASETS_DIR:-../shared/datasets}/biq2021-ss03-train/images}  # as training/data.py
 PY=.venv/bin
 [ -d "$BIQ_DIR" ] || { echo "shadow_run: no photos at $BIQ_DIR (set BIQ_DIR)" >&2; exit 2; }
 BIQ_DIR=$(cd "$BIQ_DIR" && pwd)
