@@ -9,7 +9,10 @@ model ran join the next forward. A failing batch is split so one poison image ca
 others. Whose failure is it? If the other images of the batch score, the image is poison
 (unexpected: quick retries, then DLQ). If every image fails (a sticky device error), it is
 ours and transient: each goes to the delayed-retry path and `/healthz` fails after a few
-such batches, so the orchestrator restarts the process on a healthy device.
+such batches, so the orchestrator restarts the process on a healthy device. An image that
+fails alone (at low load most forwards hold one image) has no batch to compare with: the last
+image that scored (the canary) runs again; only if it still scores is the image poison. With
+no image scored yet nothing shows the model works, so the failure is ours.
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ class Infer:
         self._failed = failed  # the chain's failure handling
         # One forward's worth per batch (None: no chunking, e.g. CUDA; max_batch_size then bounds it).
         self.forward_size: int | None = getattr(predictor, "chunk", None)
+        self._canary: Any = None  # model input of the last image that scored (see _model_works)
         self.thread = threading.Thread(target=self._run, name="inference", daemon=True)
 
     # -- on the fetch threads: hand the item to the batcher (blocks while the model is behind) --
@@ -79,12 +83,13 @@ class Infer:
             if len(batch) > 1:
                 log.warning("batch failed, isolating items", extra={"error": repr(e), "batch_size": len(batch)})
                 self._isolate(batch)
-            elif self.health.device_failures > 0:
+            elif self.health.device_failures > 0 or not self._model_works():
                 self._device_failed(batch, e)
             else:
                 self._failed(batch[0], e)  # the model works for other images: this one is poison
             return
         self.health.device_failures = 0
+        self._canary = batch[0].pixels
         for i, it in enumerate(batch):
             it.content = ContentResult(it.sha256 or "", merge_signals(it.measured, outputs, i), self.model_ref)
             it.store_content = True
@@ -99,6 +104,7 @@ class Infer:
             except Exception as e:
                 failed.append((it, e))
                 continue
+            self._canary = it.pixels
             it.content = ContentResult(it.sha256 or "", merge_signals(it.measured, out, 0), self.model_ref)
             it.store_content = True
             it.release_pixels()
@@ -109,6 +115,16 @@ class Infer:
         self.health.device_failures = 0
         for it, e in failed:
             self._failed(it, e)
+
+    def _model_works(self) -> bool:
+        """One image failed alone: does the model still score the last image that scored?"""
+        if self._canary is None:
+            return False
+        try:
+            self.predictor.predict(stack([self._canary], self.predictor))
+        except Exception:  # noqa: BLE001 (the device, not the image)
+            return False
+        return True
 
     def _device_failed(self, items: list[WorkItem], e: BaseException) -> None:
         self.health.device_failures += 1
