@@ -27,7 +27,10 @@ LIBRDKAFKA_LOG = logging.getLogger("imagegate.librdkafka")
 
 def quiet_librdkafka() -> None:
     """librdkafka's retry chatter off the operator's screen unless asked for (the CLI and `make demo`):
-    a command's own error line says what failed; IMAGEGATE_LOG_LEVEL=DEBUG shows the client's log too."""
+    a command's own error line says what failed; IMAGEGATE_LOG_LEVEL=DEBUG shows the client's log too.
+    Once per process: a second call would add a second handler and print every line twice."""
+    if LIBRDKAFKA_LOG.handlers:
+        return
     LIBRDKAFKA_LOG.propagate = False
     if os.environ.get("IMAGEGATE_LOG_LEVEL", "").upper() == "DEBUG":
         handler = logging.StreamHandler(sys.stderr)
