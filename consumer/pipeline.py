@@ -40,7 +40,7 @@ from consumer.steps.fetch import Fetch
 from consumer.steps.infer import Infer
 from consumer.steps.judge import Judge
 from consumer.steps.lookup import ClaimedHashLookup, ContentLookup
-from consumer.steps.shadow import ShadowOffer, ShadowTap
+from consumer.steps.shadow import shadow_steps
 from consumer.work import WorkItem
 
 
@@ -118,9 +118,7 @@ def build_pipeline(s: Settings, predictor: Any, policy: Policy, cache: ResultCac
     infer = Infer(predictor, batcher, health, halt, done=lambda item: chain.resume_after("infer", item),
                   failed=lambda item, e: failures.handle(item, "inference", e))
     # A shadow (consumer/shadow.py) only looks on: a tap keeps its input, an offer after judge hands it over.
-    shadow = Shadow(s, predictor, candidate, health, halt) if candidate is not None else None
-    tap = [ShadowTap(shadow)] if shadow is not None else []
-    offer = [ShadowOffer(shadow)] if shadow is not None else []
+    shadowing = shadow_steps(s, predictor, candidate, health, halt)
     decode_pool = WorkerPool("decode", s.decode_threads or usable_cores(), lambda item, start: chain.run(item, start),
                              health, halt, capacity=s.fetch_concurrency)
     chain = Chain([
@@ -128,7 +126,7 @@ def build_pipeline(s: Settings, predictor: Any, policy: Policy, cache: ResultCac
         Fetch(build_fetcher(s)),
         ContentLookup(cache),
         flight,
-        *tap,
+        *shadowing.tap,
         DecodeHandOff(decode_pool, lambda: chain.index("decode")),
         Decode(DecodeLimits(max_pixels=s.max_pixels, allowed_formats=tuple(s.allowed_formats)),
                DecodeBudget(s.decode_memory_mb << 20), predictor.preprocess, predictor.input_size,
@@ -136,12 +134,10 @@ def build_pipeline(s: Settings, predictor: Any, policy: Policy, cache: ResultCac
         infer,
         ShareWithFollowers(flight, continue_at_judge=lambda item: chain.run(item, chain.index("judge"))),
         Judge(policy),
-        *offer,
+        *shadowing.offer,
         Emit(ModelRef(name=predictor.name, version=predictor.version), emitter),
     ], failures, is_current)
     pool = WorkerPool("fetch", s.fetch_concurrency, chain.run, health, halt)
     health.register("inference", infer.thread)
     health.register("retry", delayed.thread)
-    if shadow is not None:
-        health.register("shadow", shadow.thread)  # its death or stall fails /healthz (consumer/shadow.py says why)
-    return Pipeline(chain, pool, decode_pool, claimed, infer, delayed, shadow)
+    return Pipeline(chain, pool, decode_pool, claimed, infer, delayed, shadowing.shadow)

@@ -14,6 +14,8 @@ Why this shape:
 - Candidate verdicts go only to `IMAGEGATE_SHADOW_TOPIC` (config refuses the output topic), as
   image_scored-shaped records marked by a `shadow` field (which also carries the default verdict,
   so `imagegate shadow report` needs nothing else) and an `imagegate_shadow` header (consumer/shadow_output.py).
+- The worker and the scoring API run the same Shadow (consumer/steps/shadow.py `shadow_steps` builds it
+  for both); `via` in each record says which one judged it.
 - Liveness: the shadow thread registers with `consumer.health` like every other thread, so its
   death or stall fails `/healthz` and the process restarts. A shadow that silently stopped would
   report agreement over a sample nobody can see is missing; a restart is cheap and the listing
@@ -76,7 +78,8 @@ def needs_own_decode(default: Any, candidate: Any) -> bool:
 class Shadow:
     """Takes samples from the chain without blocking it and judges them with the candidate on its own thread."""
 
-    def __init__(self, s: Settings, default: Any, candidate: Candidate, health: Health, halt: threading.Event):
+    def __init__(self, s: Settings, default: Any, candidate: Candidate, health: Health, halt: threading.Event,
+                 via: str = "worker"):
         self.share = s.shadow_sample
         self.candidate = candidate
         self.default_ref = ModelRef(name=default.name, version=default.version)
@@ -91,7 +94,7 @@ class Shadow:
         self.limits = DecodeLimits(max_pixels=s.max_pixels, allowed_formats=tuple(s.allowed_formats))
         self.budget = DecodeBudget(min(s.decode_memory_mb, 512) << 20)
         self._seen: OrderedDict[str, dict[str, float]] = OrderedDict()
-        self.output = ShadowOutput(s, self.model_ref)
+        self.output = ShadowOutput(s, self.model_ref, via)
         self.thread = threading.Thread(target=self._run, name="shadow", daemon=True)
 
     # -- on the chain's threads: never block, never raise ------------------------------------------

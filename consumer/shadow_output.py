@@ -47,8 +47,9 @@ class ShadowSample:
 class ShadowOutput:
     """The candidate's verdicts out: metrics for every one, a record on the shadow topic when set."""
 
-    def __init__(self, s: Settings, model_ref: ModelRef):
+    def __init__(self, s: Settings, model_ref: ModelRef, via: str = "worker"):
         self.share = s.shadow_sample
+        self.via = via
         self.model_ref = model_ref
         self.topic = s.shadow_topic
         self.source = s.source
@@ -75,7 +76,7 @@ class ShadowOutput:
             metrics.SHADOW_REASON_AGREEMENT.labels(code, outcome).inc()
         if self.producer is None:
             return
-        body = shadow_record(smp, verdict, self.model_ref, signals, self.share, dt)
+        body = shadow_record(smp, verdict, self.model_ref, signals, self.share, dt, self.via)
         headers = cloudevent_headers(body["event_id"], SHADOW_EVENT_TYPE, self.source, now_utc())
         headers.append((SHADOW_HEADER, b"1"))
         try:
@@ -92,8 +93,9 @@ def _delivered(err: Any, _msg: Any) -> None:
 
 
 def shadow_record(smp: ShadowSample, verdict: Verdict, model: ModelRef, signals: dict[str, float], share: float,
-                  inference_s: float | None) -> dict[str, Any]:
-    """The candidate's image_scored for the event, plus `shadow`: the default verdict it is compared with."""
+                  inference_s: float | None, via: str = "worker") -> dict[str, Any]:
+    """The candidate's image_scored for the event, plus `shadow`: the default verdict it is compared with, and
+    `via`: which process judged it ("worker"; "api": the scoring API, whose `source_event_id` is the request's id)."""
     ev, d = smp.event, smp.default
     scored = ImageScored(
         event_id=scored_event_id(ev.event_id, f"shadow\x00{model.version}", verdict.policy),
@@ -105,6 +107,7 @@ def shadow_record(smp: ShadowSample, verdict: Verdict, model: ModelRef, signals:
     body = json.loads(scored.model_dump_json())
     body["shadow"] = {
         "sample": share,
+        "via": via,
         "url": ev.url,
         "default": {"decision": d.decision.value, "score": d.score, "reasons": [r.code.value for r in d.reasons],
                     "model": smp.default_model.model_dump(), "policy": d.policy.model_dump()},

@@ -4,7 +4,8 @@ Reads the shadow topic (`IMAGEGATE_SHADOW_TOPIC`, consumer/shadow.py) from its s
 end offsets now. Every shadow record carries the candidate verdict and, in its `shadow`
 field, the default verdict for the same event, so nothing else is read. Re-deliveries are
 counted once (the last record per source event). Prints the decision confusion table, the
-per-reason agreement and examples of disagreements; `--json` for scripts.
+per-reason agreement and examples of disagreements, and how many images each process judged
+(`via`: the worker, or the scoring API, whose records' source event is the request); `--json` for scripts.
 
 The CLI wires it as `imagegate shadow report` through `register`; it also runs alone as
 `python -m producer_tools.shadow_report`.
@@ -114,8 +115,11 @@ def build_report(values: list[bytes], n_examples: int = 10) -> dict[str, Any]:
     agreement = Agreement()
     examples: list[tuple[int, dict[str, Any]]] = []
     pairs: dict[tuple, int] = {}
+    via: dict[str, int] = {}
     for body in latest.values():
         d = body["shadow"]["default"]
+        v = str(body["shadow"].get("via") or "worker")  # records from before `via` came from the worker
+        via[v] = via.get(v, 0) + 1
         d_codes = list(d.get("reasons") or [])
         c_codes = [r["code"] for r in body.get("reasons") or []]
         agreement.add(d["decision"], body["decision"], d_codes, c_codes)
@@ -137,6 +141,7 @@ def build_report(values: list[bytes], n_examples: int = 10) -> dict[str, Any]:
         "agreement": round(agreement.agreed / total, 4) if total else None,
         "decisions": agreement.table(), "reasons": agreement.per_reason(),
         "disagreements": len(examples), "examples": [e for _, e in examples[:n_examples]],
+        "via": dict(sorted(via.items())),
         "versions": [{"default_model": p[0], "default_policy": p[1], "candidate_model": p[2], "candidate_policy": p[3],
                       "images": n} for p, n in sorted(pairs.items(), key=lambda kv: -kv[1])],
     }
@@ -149,6 +154,8 @@ def _ref(ref: Any) -> str | None:
 def render(r: dict[str, Any]) -> str:
     lines = [f"shadow topic {r['topic']}: {r['total']} images ({r['records']} records, {r['duplicates']} re-deliveries, "
              f"{r['invalid']} not shadow records){'' if r['complete'] else ' -- NOT read to its end in time'}"]
+    if r.get("via"):
+        lines.append("  judged by: " + ", ".join(f"{k} {n}" for k, n in r["via"].items()))
     for v in r["versions"]:
         lines.append(f"  default {v['default_model']} / policy {v['default_policy']}  vs  candidate "
                      f"{v['candidate_model']} / policy {v['candidate_policy']}: {v['images']} images")

@@ -79,6 +79,7 @@ def test_candidate_model_beside_default_changes_nothing_downstream(pipeline, ori
     records = [json.loads(m.value()) for m in shadow]
     assert len(records) == N and {r["source_event_id"] for r in records} == ids
     assert all(dict(m.headers())["imagegate_shadow"] == b"1" for m in shadow)
+    assert {r["shadow"]["via"] for r in records} == {"worker"}  # the scoring API's say "api" (tests/api/test_shadow.py)
     assert {r["model"]["version"] for r in records} == {"0.0.0-random-seed1"}
     default_by_src = {b["source_event_id"]: b for b in bodies}
     for r in records:  # the record carries the default verdict exactly as emitted

@@ -90,6 +90,14 @@ def test_report_counts_each_event_once_and_lists_decision_changes_first():
     assert "agreement 2/3" in text and "https://x/b.jpg" in text
 
 
+def test_report_counts_images_by_the_process_that_judged_them():
+    api = json.loads(record("req-1", "reject", "accept", ["low_resolution"], image_id="u"))
+    api["shadow"]["via"] = "api"  # the scoring API's record (consumer/shadow_output.py)
+    r = build_report([record("e1", "accept", "accept"), json.dumps(api).encode()])
+    assert r["total"] == 2 and r["via"] == {"api": 1, "worker": 1}  # no `via`: an older worker record
+    assert "judged by: api 1, worker 1" in render({**r, "topic": "t.shadow", "complete": True})
+
+
 # -- configuration ------------------------------------------------------------------------------
 def test_shadow_topic_equal_to_output_topic_is_refused():
     with pytest.raises(ConfigError, match="output topic"):
