@@ -1,7 +1,8 @@
 """`python -m scoring_api` / `imagegate api`: configure, load the model, serve until SIGTERM.
 
 Configured like the worker by `IMAGEGATE_*` (model, device, batching, fetch, decode, policy,
-Redis) plus `IMAGEGATE_API_*` (scoring_api/config.py); `--host`/`--port` override the latter.
+Redis, a shadow candidate `IMAGEGATE_SHADOW_*` with `IMAGEGATE_KAFKA_*` for its topic) plus
+`IMAGEGATE_API_*` (scoring_api/config.py); `--host`/`--port` override the latter.
 uvicorn stops on SIGTERM: it stops accepting, lets open requests finish (up to the deadline
 plus 5 s), then the inference thread stops.
 """
@@ -81,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
 def _build_service(settings: Any, api: Any) -> Any:
     """The model is imported here, after the configuration is known good (fast `--help` and config errors)."""
     from consumer import metrics
-    from consumer.app import load_predictor
+    from consumer.app import load_candidate, load_predictor
     from consumer.cache import ResultCache
     from consumer.policy import Policy
     from scoring_api.service import ScoringService
@@ -93,7 +94,8 @@ def _build_service(settings: Any, api: Any) -> Any:
                              "policy_version": policy.version, "device": str(predictor.device)})
     cache = ResultCache(settings.redis_url, settings.cache_ttl_s, settings.redis_timeout_s, settings.redis_retry_after_s,
                         predictor.version, policy.version) if api.cache else None
-    return ScoringService(settings, api, predictor, policy, cache)
+    candidate = load_candidate(settings, predictor, policy)  # None unless IMAGEGATE_SHADOW_* names one
+    return ScoringService(settings, api, predictor, policy, cache, candidate)
 
 
 def main(argv: list[str] | None = None) -> int:

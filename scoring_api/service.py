@@ -9,6 +9,10 @@ result is cached, so a retry is cheap, and the bound on work in this process sta
 The chain runs on a pool of as many threads as there are slots (so a submitted request never
 waits for a thread), up to the batcher; the one inference thread owns the model and continues
 the chain from there (consumer/steps/infer.py), exactly as in the worker.
+
+With `IMAGEGATE_SHADOW_*` the worker's Shadow (consumer/shadow.py) runs here too, built by the
+same `shadow_steps`, its tap and offer at the same places in the chain: the answer is the
+default's verdict and never waits for it (a full shadow queue drops the sample, counted).
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from consumer.events import ModelRef
 from consumer.health import Health
 from consumer.pipeline import build_fetcher
 from consumer.policy import Policy
+from consumer.shadow import Candidate
 from consumer.steps.base import Chain
 from consumer.steps.decode import Decode
 from consumer.steps.dedupe import ShareWithFollowers, SingleFlight
@@ -37,6 +42,7 @@ from consumer.steps.fetch import Fetch
 from consumer.steps.infer import Infer
 from consumer.steps.judge import Judge
 from consumer.steps.lookup import ContentLookup
+from consumer.steps.shadow import shadow_steps
 from consumer.work import ContentResult
 from scoring_api import metrics
 from scoring_api.chain import ApiItem, Reply, ReplyWithFailure, ScoringFailed, resolve
@@ -63,7 +69,8 @@ class Slot:
 
 
 class ScoringService:
-    def __init__(self, s: Settings, api: ApiSettings, predictor: Any, policy: Policy, cache: ResultCache | None):
+    def __init__(self, s: Settings, api: ApiSettings, predictor: Any, policy: Policy, cache: ResultCache | None,
+                 candidate: Candidate | None = None):
         self.settings, self.api, self.policy, self.cache = s, api, policy, cache
         self.model_ref = ModelRef(name=predictor.name, version=predictor.version)
         self.max_body_bytes = api.max_body_bytes or s.fetch_max_bytes
@@ -85,17 +92,21 @@ class ScoringService:
         self.infer = Infer(predictor, batcher, self.health, self.halt,
                            done=lambda item: chain.resume_after("infer", item),
                            failed=lambda item, e: failures.handle(item, "inference", e))
+        shadowing = shadow_steps(s, predictor, candidate, self.health, self.halt, via="api")
+        self.shadow = shadowing.shadow
         steps: list[Any] = [Fetch(build_fetcher(s))]
         if cache is not None:
             steps.append(ContentLookup(cache))
         steps += [
             flight,
+            *shadowing.tap,
             Decode(DecodeLimits(max_pixels=s.max_pixels, allowed_formats=tuple(s.allowed_formats)),
                    DecodeBudget(s.decode_memory_mb << 20), predictor.preprocess, predictor.input_size,
                    predictor.needs_full_resolution),
             self.infer,
             ShareWithFollowers(flight, continue_at_judge=lambda item: chain.run(item, chain.index("judge"))),
             Judge(policy),
+            *shadowing.offer,
             Reply(self.model_ref),
         ]
         # Nothing is ever stale here (no partitions, no epochs): is_current is always true.
@@ -106,11 +117,14 @@ class ScoringService:
     def start(self) -> None:
         self.infer.thread.start()
         self.health.register("inference", self.infer.thread)
+        if self.shadow is not None:
+            self.shadow.thread.start()
 
     def stop(self) -> None:
         self.halt.set()
-        if self.infer.thread.ident is not None:  # started
-            self.infer.thread.join(timeout=5)
+        for thread in (self.infer.thread, self.shadow.thread if self.shadow is not None else None):
+            if thread is not None and thread.ident is not None:  # started
+                thread.join(timeout=5)
         self.pool.shutdown(wait=False, cancel_futures=True)
 
     def ready(self) -> tuple[bool, dict]:
