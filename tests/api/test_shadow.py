@@ -78,8 +78,9 @@ def test_candidate_policy_is_judged_beside_the_default_and_the_answer_stays_the_
     api.wait_metric("imagegate_shadow_events_total", N, {"outcome": "scored"})
     assert api.metric("imagegate_shadow_decisions_total", {"default": "reject", "candidate": "accept"}) == N
     assert api.metric("imagegate_shadow_decisions_total") == N
-    assert api.metric("imagegate_shadow_reason_agreement_total", {"code": "low_resolution", "outcome": "default_only"}) == N
-    assert api.metric("imagegate_shadow_reason_agreement_total", {"outcome": "candidate_only"}) == 0
+    agreement = "imagegate_shadow_reason_agreement_total"
+    assert api.metric(agreement, {"code": "low_resolution", "outcome": "default_only"}) == N
+    assert api.metric(agreement, {"outcome": "candidate_only"}) == 0
     assert api.metric("imagegate_shadow_events_total", {"outcome": "dropped"}) == 0
     assert api.metric("imagegate_images_inferred_total") == N  # a candidate policy alone reuses the default model
     assert api.request("GET", "/healthz").status == 200
