@@ -92,7 +92,12 @@ class Settings(BaseSettings):
         "as soon as the model is free (latency at low load, full batches under load; consumer/batcher.py)")
 
     # Flow control
-    max_in_flight: int = Field(512, ge=1, description="events consumed but not yet acknowledged; above it partitions pause")
+    max_in_flight: int = Field(
+        512, ge=1, description="events consumed whose result has not reached the producer yet (fetch, decode, model: "
+        "the memory-heavy part); at it partitions pause, resuming at half")
+    max_awaiting_ack: int = Field(
+        4096, ge=1, description="results handed to the producer and not yet acknowledged by the broker (a record "
+        "each, ~1 KB); at it partitions pause too, so a slow or absent broker still stops consumption")
     fetch_concurrency: int = Field(16, ge=1, le=1024)
     decode_threads: int | None = Field(
         None, ge=1, le=1024, description="threads that decode fetched images; None = the usable cores (more decodes "

@@ -56,7 +56,8 @@ def consumer_config(s: Settings, error_cb: Callable, stats_cb: Callable, logger:
 
 class KafkaLoop:
     def __init__(self, settings: Settings, tracker: OffsetTracker, emitter: Emitter, submit: Callable[[list[WorkItem]], None],
-                 health: Health, stop: threading.Event, broker_log: BrokerLog | None = None):
+                 health: Health, stop: threading.Event, broker_log: BrokerLog | None = None,
+                 awaiting_ack: Callable[[], int] = lambda: 0):
         self.s = settings
         self.tracker = tracker
         self.emitter = emitter
@@ -64,7 +65,7 @@ class KafkaLoop:
         self.health = health
         self.stop = stop
         self.topics = [settings.topic_in] + ([settings.topic_backfill] if settings.topic_backfill else [])
-        self.flow = FlowControl(settings, tracker)
+        self.flow = FlowControl(settings, tracker, awaiting_ack)
         self.assignment = Assignment(settings, tracker, emitter, health, self.flow)
         self.broker = broker_log or BrokerLog(log)
         self.consumer = Consumer(consumer_config(settings, self._on_error, self._on_stats, ClientLog(self.broker)))

@@ -71,6 +71,8 @@ BATCH_SIZE = Histogram("imagegate_batch_size", "Images per model batch", buckets
 SCORE = Histogram("imagegate_score", "Distribution of emitted scores, 0..100 (for drift)", buckets=SCORE_BUCKETS)
 
 IN_FLIGHT = Gauge("imagegate_in_flight_events", "Events consumed and not yet acknowledged")
+AWAITING_ACK = Gauge("imagegate_awaiting_ack_events",
+                     "Results handed to the producer, not yet acknowledged by the broker (part of in-flight)")
 MAX_IN_FLIGHT = Gauge("imagegate_max_in_flight_events", "Configured in-flight bound; at it, consumption pauses")
 INFERENCE_QUEUE = Gauge("imagegate_inference_queue_items", "Decoded images waiting for the model")
 PAUSED = Gauge("imagegate_consumer_paused", "1 while consumption is paused for backpressure, else 0")
