@@ -7,7 +7,7 @@
     record each, so this bound can be much larger. Counting them apart is what lets cache hits
     flow: a hit is judged and handed over at once, and with one bound for both the loop paused
     every few hundred hits while their acks came back, and librdkafka fetched the paused
-    partitions' messages again after each resume (1,418 hits/s; see bench/README.md).
+    partitions' messages again after each resume (1,418 hits/s; README "Capacity").
 - Priority: partitions of the backfill topic also pause while live work is in flight above
   a quarter of the bound, so a backfill never starves fresh uploads.
 - After a rebalance the wanted state is applied to the whole assignment again (`reapply`),

@@ -1,6 +1,6 @@
 """Backpressure (consumer/flow.py): results waiting for the broker's ack are bounded apart from
 work still in the chain, so a stream of cache hits, handed to the producer at once, does not
-pause the partitions every few hundred events (the bench's cache-hit path, bench/README.md)."""
+pause the partitions every few hundred events (the bench's cache-hit path, README "Capacity")."""
 
 from __future__ import annotations
 
