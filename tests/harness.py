@@ -11,7 +11,7 @@ import urllib.request
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from bench.stack import Stack, free_port  # noqa: F401 (tests import them from here; bench/stack.py says why they live there)
 
@@ -39,6 +39,40 @@ def http_get(port: int, path: str) -> tuple[int, str]:
         return 0, ""
 
 
+def metric_sum(text: str, name: str, labels: dict[str, str] | None = None) -> float:
+    """Sum of the samples named `name` whose labels include `labels`, in a Prometheus exposition."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return sum(s.value for fam in text_string_to_metric_families(text) for s in fam.samples
+               if s.name == name and all(s.labels.get(k) == v for k, v in (labels or {}).items()))
+
+
+def log_tail(path: Path, n: int = 40) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-n:])
+    except OSError:
+        return ""
+
+
+def start_module(module: str, env: dict[str, str], log_path: Path, ready: Callable[[], bool], what: str,
+                 wait_ready: float) -> subprocess.Popen:
+    """`python -m module` logging to log_path, returned once `ready()` (bounded; a crash fails at once)."""
+    log = open(log_path, "ab")
+    proc = subprocess.Popen([sys.executable, "-m", module], env=env, cwd=REPO, stdout=log, stderr=log)
+    deadline = time.monotonic() + wait_ready
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"{what} exited with {proc.returncode}:\n{log_tail(log_path)}")
+        try:
+            if ready():
+                return proc
+        except OSError:
+            pass
+        time.sleep(0.2)
+    proc.kill()
+    raise AssertionError(f"{what} not ready after {wait_ready}s:\n{log_tail(log_path)}")
+
+
 class WorkerProcess:
     """`python -m consumer` as a real subprocess, so SIGTERM and kill -9 are real."""
 
@@ -49,32 +83,18 @@ class WorkerProcess:
         self.proc: subprocess.Popen | None = None
 
     def start(self, wait_ready: float = 120.0) -> "WorkerProcess":
-        log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen([sys.executable, "-m", "consumer"], env=self.env, cwd=REPO, stdout=log, stderr=log)
-        deadline = time.monotonic() + wait_ready
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"worker exited with {self.proc.returncode}:\n{self.log_tail()}")
-            if self.http("/readyz")[0] == 200:
-                return self
-            time.sleep(0.2)
-        raise AssertionError(f"worker not ready after {wait_ready}s:\n{self.log_tail()}")
+        self.proc = start_module("consumer", self.env, self.log_path, lambda: self.http("/readyz")[0] == 200,
+                                 "worker", wait_ready)
+        return self
 
     def http(self, path: str) -> tuple[int, str]:
         return http_get(self.port, path)
 
     def metric(self, name: str, labels: dict[str, str] | None = None) -> float:
         """Sum of a metric's samples matching labels, read from the live /metrics endpoint."""
-        from prometheus_client.parser import text_string_to_metric_families
-
         code, text = self.http("/metrics")
         assert code == 200, "metrics endpoint down"
-        total = 0.0
-        for fam in text_string_to_metric_families(text):
-            for s in fam.samples:
-                if s.name == name and all(s.labels.get(k) == v for k, v in (labels or {}).items()):
-                    total += s.value
-        return total
+        return metric_sum(text, name, labels)
 
     def stop(self, timeout: float = 60.0) -> int:
         assert self.proc is not None
@@ -90,10 +110,7 @@ class WorkerProcess:
         return self.proc is not None and self.proc.poll() is None
 
     def log_tail(self, n: int = 40) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
-        except OSError:
-            return ""
+        return log_tail(self.log_path, n)
 
 
 @dataclass

@@ -11,7 +11,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -22,7 +21,7 @@ from typing import Any, Iterable
 import pytest
 
 from tests.api.openapi_check import document, validate_response
-from tests.harness import REPO, free_port
+from tests.harness import REPO, free_port, log_tail, metric_sum, start_module
 
 API_PATHS = set(document()["paths"])
 
@@ -46,19 +45,9 @@ class ApiServer:
         self.proc: subprocess.Popen | None = None
 
     def start(self, wait_ready: float = 120.0) -> "ApiServer":
-        log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen([sys.executable, "-m", "scoring_api"], env=self.env, cwd=REPO, stdout=log, stderr=log)
-        deadline = time.monotonic() + wait_ready
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"scoring API exited with {self.proc.returncode}:\n{self.log_tail()}")
-            try:
-                if self.request("GET", "/readyz", check=False).status == 200:
-                    return self
-            except OSError:
-                pass
-            time.sleep(0.2)
-        raise AssertionError(f"scoring API not ready after {wait_ready}s:\n{self.log_tail()}")
+        self.proc = start_module("scoring_api", self.env, self.log_path,
+                                 lambda: self.request("GET", "/readyz", check=False).status == 200, "scoring API", wait_ready)
+        return self
 
     def request(self, method: str, path: str, body: bytes | Iterable[bytes] | None = None,
                 headers: dict[str, str] | None = None, timeout: float = 120.0, check: bool = True) -> Response:
@@ -83,16 +72,9 @@ class ApiServer:
                             {"Content-Type": "application/json"})
 
     def metric(self, name: str, labels: dict[str, str] | None = None) -> float:
-        from prometheus_client.parser import text_string_to_metric_families
-
         r = self.request("GET", "/metrics")
         assert r.status == 200
-        total = 0.0
-        for fam in text_string_to_metric_families(r.body.decode()):
-            for s in fam.samples:
-                if s.name == name and all(s.labels.get(k) == v for k, v in (labels or {}).items()):
-                    total += s.value
-        return total
+        return metric_sum(r.body.decode(), name, labels)
 
     def wait_metric(self, name: str, value: float, labels: dict[str, str] | None = None, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
@@ -111,10 +93,7 @@ class ApiServer:
         return self.proc.wait(10)
 
     def log_tail(self, n: int = 40) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
-        except OSError:
-            return ""
+        return log_tail(self.log_path, n)
 
 
 def multipart(fields: dict[str, str], image: bytes, filename: str = "photo.jpg") -> tuple[bytes, str]:

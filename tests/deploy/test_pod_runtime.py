@@ -39,7 +39,7 @@ import yaml
 
 from tests.deploy.tools import (REPO, chart_env, image_env, image_instruction, one, rendered, secret_files, template,
                                 worker_container)
-from tests.harness import Collector, free_port
+from tests.harness import Collector, free_port, metric_sum
 from tests.harness import http_get as http
 
 pytestmark = pytest.mark.integration
@@ -308,9 +308,6 @@ def _acl_field(entry, name: str):
 
 
 def worker_metric(port: int, name: str, labels: dict[str, str] | None = None) -> float:
-    from prometheus_client.parser import text_string_to_metric_families
-
     code, text = http(port, "/metrics")
     assert code == 200
-    return sum(s.value for fam in text_string_to_metric_families(text) for s in fam.samples
-               if s.name == name and all(s.labels.get(k) == v for k, v in (labels or {}).items()))
+    return metric_sum(text, name, labels)
