@@ -34,8 +34,13 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def distinct_copies(root: Path, n: int, size: tuple[int, int], prefix: str = "c", bases: int = 32, seed: int = 0) -> list[Path]:
+def distinct_copies(root: Path, n: int, size: tuple[int, int], prefix: str = "c", bases: int = 32, seed: int = 0,
+                    run: str = "") -> list[Path]:
     """n JPEGs with distinct bytes (so distinct sha256: never a cache hit) from `bases` rendered photos.
+
+    `run` goes into every copy's bytes: without it a second run against a stack still up (its
+    Redis still holding the first run's results) was served from the cache where it meant to
+    measure the model (a 1-decode-thread run reported 89.6 events/s, 0 of 96 scored by the model).
 
     Why: rendering a photo costs ~10-50 ms, too slow for the thousands of images a GPU run
     needs. Each copy gets its own JPEG comment segment (COM, right after SOI), so its bytes
@@ -45,7 +50,7 @@ def distinct_copies(root: Path, n: int, size: tuple[int, int], prefix: str = "c"
     paths = []
     for i in range(n):
         data = base[i % len(base)]
-        tag = f"imagegate-bench {prefix} {i}".encode()
+        tag = f"imagegate-bench {run} {prefix} {i}".encode()
         com = b"\xff\xfe" + (len(tag) + 2).to_bytes(2, "big") + tag
         p = root / f"{prefix}{i:06d}.jpg"
         p.write_bytes(data[:2] + com + data[2:])

@@ -154,7 +154,7 @@ def run_stack_parts(args, runtime: str, predictor, root: Path, env: dict[str, st
     server = serve.start(root)
     base = serve.base_url(server)
     size = tuple(int(v) for v in args.size.split("x"))
-    sat_paths = distinct_copies(root, args.images, size, prefix="s")
+    sat_paths = distinct_copies(root, args.images, size, prefix="s", run=prefix)
     prod = kafka_clients.producer(settings)
     reader = kafka_clients.reader(settings)
     reader.subscribe([settings.topic_out])
@@ -189,7 +189,7 @@ def run_stack_parts(args, runtime: str, predictor, root: Path, env: dict[str, st
         for k, frac in enumerate((0.25, 0.5, 0.9)):
             rate = frac * sat
             n = max(8, int(rate * args.seconds))
-            paths = distinct_copies(root, n, size, prefix=f"o{k}", seed=100 + k)
+            paths = distinct_copies(root, n, size, prefix=f"o{k}", seed=100 + k, run=prefix)
             evs = [make_event(f"{base}/{p.name}", image_id=p.stem) for p in paths]
             t_next = time.monotonic()
             for e in evs:
@@ -235,7 +235,7 @@ def run_stack_parts(args, runtime: str, predictor, root: Path, env: dict[str, st
     naive_topic = f"{prefix}.naive"
     kafka_clients.ensure_topics(settings.model_copy(update={"topic_in": naive_topic, "topic_out": f"{naive_topic}-out",
                                                           "topic_dlq": f"{naive_topic}.dlq"}), partitions=1)
-    paths = distinct_copies(root, args.naive_events, size, prefix="n", seed=55)
+    paths = distinct_copies(root, args.naive_events, size, prefix="n", seed=55, run=prefix)
     publish(prod, naive_topic, [make_event(f"{base}/{p.name}", image_id=p.stem) for p in paths])
     prod.flush(10)
     del prod
