@@ -348,7 +348,8 @@ def print_table(out: dict) -> None:
                      " / ".join(f"{v:.1f}" for v in d.values())))
     for k in ("pipeline_events_per_s", "slowest_stage_per_s", "pipeline_efficiency", "shared_core_bound_per_s",
               "pipeline_efficiency_vs_shared_core_bound", "naive_events_per_s",
-              "speedup_vs_naive", "speedup_ceiling_vs_naive", "cache_hit_events_per_s", "p99_ms_at_50pct", "peak_rss_mb", "events_per_s_per_core"):
+              "speedup_vs_naive", "speedup_ceiling_vs_naive", "cache_hit_events_per_s", "p99_ms_at_50pct", "peak_rss_mb",
+              "events_per_s_per_core"):
         if k in out:
             rows.append((k, out[k]))
     for lvl, v in out.get("latency", {}).items():

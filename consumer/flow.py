@@ -31,7 +31,7 @@ log = logging.getLogger("imagegate.loop")
 
 
 class FlowControl:
-    def __init__(self, settings: Settings, tracker: OffsetTracker, awaiting_ack: Callable[[], int] = lambda: 0):
+    def __init__(self, settings: Settings, tracker: OffsetTracker, awaiting_ack: Callable[[], int]):
         self.s = settings
         self.tracker = tracker
         self.awaiting_ack = awaiting_ack  # the sink's count of results not yet acknowledged (Sink.pending)

@@ -56,8 +56,8 @@ def consumer_config(s: Settings, error_cb: Callable, stats_cb: Callable, logger:
 
 class KafkaLoop:
     def __init__(self, settings: Settings, tracker: OffsetTracker, emitter: Emitter, submit: Callable[[list[WorkItem]], None],
-                 health: Health, stop: threading.Event, broker_log: BrokerLog | None = None,
-                 awaiting_ack: Callable[[], int] = lambda: 0):
+                 health: Health, stop: threading.Event, awaiting_ack: Callable[[], int],
+                 broker_log: BrokerLog | None = None):
         self.s = settings
         self.tracker = tracker
         self.emitter = emitter

@@ -60,7 +60,7 @@ class Worker:
         self.pipeline = build_pipeline(s, predictor, policy, self.cache, self.emitter, self.tracker, self.health,
                                        self._halt, candidate)
         self.loop = KafkaLoop(s, self.tracker, self.emitter, self.pipeline.submit, self.health, self.stop_event,
-                              self.broker_log, awaiting_ack=self.sink.pending)
+                              awaiting_ack=self.sink.pending, broker_log=self.broker_log)
         self.health.register("sink", self.sink.thread)
 
     def run(self) -> int:

@@ -124,7 +124,7 @@ def test_the_loops_error_callback_logs_an_outage_once_and_other_errors_each_time
     from consumer.config import load_settings
 
     health = Health(stall_after_s=30)
-    loop = KafkaLoop(load_settings(), None, None, None, health, threading.Event())  # type: ignore[arg-type]
+    loop = KafkaLoop(load_settings(), None, None, None, health, threading.Event(), lambda: 0)  # type: ignore[arg-type]
     try:
         caplog.set_level(logging.INFO, logger="imagegate.loop")
         caplog.clear()
